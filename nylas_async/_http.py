@@ -1,0 +1,659 @@
+"""
+The HTTP layer: one aiohttp session, request ids, pacing and retries.
+
+Every logical call gets a client request id that all of its attempts
+send as ``X-Request-ID``.  The first attempt runs without any tenacity
+machinery, since most calls succeed at once; a failure that is worth
+retrying hands over to tenacity, which replays that failure as its own
+first attempt and goes on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import aiohttp
+import attrs
+import tenacity
+from aiolimiter import AsyncLimiter
+
+from ._config import RetryPolicy, Timeouts
+from ._errors import (
+    Attempt,
+    AuthenticationError,
+    CallError,
+    ClientClosedError,
+    DecodeError,
+    NotFoundError,
+    NylasApiError,
+    NylasConnectionError,
+    NylasError,
+    NylasTimeoutError,
+    RateLimitedError,
+    ServerError,
+    excerpt,
+)
+
+log: Final = logging.getLogger("nylas_async.http")
+retry_log: Final = logging.getLogger("nylas_async.retry")
+
+RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+#: Nylas's documented type for an unknown webhook id on a 400 reply.
+NOT_FOUND_TYPE: Final = "70000"
+
+AmbiguityHandler = Callable[[NylasError, "Call"], NylasError]
+
+
+@attrs.frozen
+class Reply:
+    """A decoded JSON object from a 2xx reply, with the call's ids."""
+
+    method: str
+    path: str
+    payload: Mapping[str, Any]
+    request_id: str | None
+    client_request_id: str
+    fastly_id: str | None
+    attempts: tuple[Attempt, ...]
+
+
+class Call:
+    """
+    The state of one logical call across its attempts.
+
+    *on_ambiguous* is set for calls that are not idempotent (rotate,
+    create): it turns the final error into the one that says the
+    server's state is unknown, once an attempt failed in a way that
+    leaves open whether the server acted.
+    """
+
+    __slots__ = (
+        "ambiguous",
+        "attempts",
+        "body",
+        "client_request_id",
+        "method",
+        "on_ambiguous",
+        "params",
+        "path",
+        "retry_ambiguous",
+        "started",
+        "url",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        on_ambiguous: AmbiguityHandler | None,
+        retry_ambiguous: bool,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.url = url
+        self.body = body
+        self.params = params
+        self.on_ambiguous = on_ambiguous
+        self.retry_ambiguous = retry_ambiguous
+        self.client_request_id = str(uuid.uuid4())
+        self.attempts: list[Attempt] = []
+        self.started = time.monotonic()
+        self.ambiguous = False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """
+    Return the pause a ``Retry-After`` header asks for, in seconds.
+
+    Both forms are accepted: delta seconds and an HTTP date.  A date in
+    the past gives 0; a value that is neither gives ``None``.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+
+    return max(0.0, seconds)
+
+
+class _Failure:
+    """Why an attempt failed, as the retry rules need it."""
+
+    __slots__ = ("ambiguous", "reason", "retryable")
+
+    def __init__(self, reason: str, retryable: bool, ambiguous: bool):
+        self.reason = reason
+        self.retryable = retryable
+        self.ambiguous = ambiguous
+
+
+def _failure(exc: BaseException) -> _Failure | None:
+    return getattr(exc, "_nylas_failure", None)
+
+
+def _mark(
+    exc: NylasError, reason: str, *, retryable: bool, ambiguous: bool
+) -> NylasError:
+    exc._nylas_failure = _Failure(  # type: ignore[attr-defined]
+        reason, retryable, ambiguous
+    )
+    return exc
+
+
+class Transport:
+    """
+    Sends requests for a `Client` and applies the retry policy.
+
+    Owns the aiohttp session unless the caller passed one in, paces all
+    requests through one limiter, and pauses every request when any of
+    them is answered 429.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_uri: str,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        rate_limit: float | None,
+        connection_limit: int,
+        session: aiohttp.ClientSession | None,
+        user_agent: str,
+    ) -> None:
+        self.api_uri = api_uri.rstrip("/")
+        self.timeouts = timeouts
+        self.retry = retry
+        self.rate_limit = rate_limit
+        self._connection_limit = connection_limit
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._paused_until = 0.0
+        self._limiter = (
+            AsyncLimiter(rate_limit, 1.0) if rate_limit is not None else None
+        )
+        self._headers: Final = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeouts.attempt, sock_connect=timeouts.connect
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError(
+                "this client is closed; create a new Client to go on"
+            )
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connection_limit),
+                timeout=self._timeout,
+                raise_for_status=False,
+            )
+
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session if we own it; calling again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this client for *seconds* from now."""
+        until = time.monotonic() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        on_ambiguous: AmbiguityHandler | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Reply:
+        """
+        Send one logical call and return the JSON object of its reply.
+
+        Raises the error of the last attempt, with every attempt
+        recorded on it, or what *on_ambiguous* makes of it when an
+        attempt may have acted on the server without a reply.
+        """
+        self._get_session()
+        policy = retry or self.retry
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body, separators=(",", ":")).encode()
+        call = Call(
+            method,
+            path,
+            self.api_uri + path,
+            body,
+            params,
+            on_ambiguous,
+            policy.rotate_again,
+        )
+
+        try:
+            return await self._attempt(call, policy)
+        except NylasError as exc:
+            first = exc
+
+        try:
+            if policy.attempts > 1 and self._should_retry(call, first):
+                return await self._retry(call, policy, first)
+            raise first
+        except NylasError as exc:
+            final = self._final(call, exc)
+            if final is exc:
+                raise
+            raise final from exc
+
+    def _final(self, call: Call, exc: NylasError) -> NylasError:
+        attempts = tuple(call.attempts)
+        if isinstance(exc, CallError):
+            exc.attempts = attempts
+        if call.ambiguous and call.on_ambiguous is not None:
+            return call.on_ambiguous(exc, call)
+
+        return exc
+
+    def _should_retry(self, call: Call, exc: BaseException) -> bool:
+        failure = _failure(exc)
+        if failure is None:
+            return False
+        if call.on_ambiguous is not None and failure.ambiguous:
+            call.ambiguous = True
+            return failure.retryable and call.retry_ambiguous
+
+        return failure.retryable
+
+    async def _retry(
+        self, call: Call, policy: RetryPolicy, first: NylasError
+    ) -> Reply:
+        replay: list[NylasError] = [first]
+
+        async def attempt() -> Reply:
+            if replay:
+                raise replay.pop()
+            return await self._attempt(call, policy)
+
+        backoff = tenacity.wait_random_exponential(
+            multiplier=policy.initial, max=policy.maximum
+        )
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = _exception(state)
+            if isinstance(exc, RateLimitedError) and exc.retry_after:
+                return exc.retry_after
+            return float(backoff(state))
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            exc = _exception(state)
+            if state.attempt_number >= policy.attempts:
+                return True
+            if (
+                isinstance(exc, RateLimitedError)
+                and exc.retry_after is not None
+                and exc.retry_after > policy.max_retry_after
+            ):
+                return True
+            elapsed = time.monotonic() - call.started
+            upcoming = state.upcoming_sleep
+
+            return elapsed + upcoming >= policy.deadline
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = _exception(state)
+            failure = _failure(exc)
+            reason = failure.reason if failure else type(exc).__name__
+            seconds = state.upcoming_sleep
+            call.attempts[-1] = attrs.evolve(
+                call.attempts[-1], wait=seconds, reason=reason
+            )
+            if isinstance(exc, RateLimitedError):
+                self.pause(seconds)
+            retry_log.warning(
+                "retrying %s %s in %.2fs after attempt %d: %s "
+                "(client request id %s)",
+                call.method,
+                call.path,
+                seconds,
+                state.attempt_number,
+                reason,
+                call.client_request_id,
+            )
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(0 if policy.testing else seconds)
+
+        retrying = tenacity.AsyncRetrying(
+            sleep=sleep,
+            stop=stop,
+            wait=wait,
+            retry=tenacity.retry_if_exception(
+                lambda exc: self._should_retry(call, exc)
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        result: Reply = await retrying(attempt)
+
+        return result
+
+    async def _gate(self, call: Call, policy: RetryPolicy) -> None:
+        delay = self._paused_until - time.monotonic()
+        if delay > 0 and not policy.testing:
+            remaining = policy.deadline - (time.monotonic() - call.started)
+            await asyncio.sleep(min(delay, max(0.0, remaining)))
+        if self._limiter is not None:
+            await self._limiter.acquire()
+
+    async def _attempt(self, call: Call, policy: RetryPolicy) -> Reply:
+        number = len(call.attempts) + 1
+        await self._gate(call, policy)
+
+        remaining = policy.deadline - (time.monotonic() - call.started)
+        if remaining <= 0:
+            raise _mark(
+                NylasTimeoutError(
+                    f"the call's deadline of {policy.deadline:g}s passed",
+                    method=call.method,
+                    path=call.path,
+                    client_request_id=call.client_request_id,
+                ),
+                "deadline",
+                retryable=False,
+                ambiguous=False,
+            )
+        timeout = self._timeout
+        if remaining < self.timeouts.attempt:
+            timeout = aiohttp.ClientTimeout(
+                total=remaining, sock_connect=self.timeouts.connect
+            )
+
+        headers = dict(self._headers)
+        headers["X-Request-ID"] = call.client_request_id
+        headers["X-Request-Attempt"] = str(number)
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
+
+        session = self._get_session()
+        start = time.monotonic()
+        try:
+            async with session.request(
+                call.method,
+                call.url,
+                data=call.body,
+                params=call.params,
+                headers=headers,
+                timeout=timeout,
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                resp_headers = resp.headers
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            elapsed = time.monotonic() - start
+            error = self._transport_error(call, exc, number, elapsed)
+            raise error from exc
+        elapsed = time.monotonic() - start
+
+        nylas_id = resp_headers.get("x-request-id") or resp_headers.get(
+            "request-id"
+        )
+        fastly_id = resp_headers.get("x-fastly-id")
+        call.attempts.append(
+            Attempt(
+                number=number,
+                outcome=str(status),
+                elapsed=elapsed,
+                nylas_request_id=nylas_id,
+                fastly_id=fastly_id,
+            )
+        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s -> %d in %.3fs (attempt %d, client request id %s, "
+                "Nylas request id %s, flow id %s)",
+                call.method,
+                call.path,
+                status,
+                elapsed,
+                number,
+                call.client_request_id,
+                nylas_id,
+                fastly_id,
+            )
+
+        ids = {
+            "method": call.method,
+            "path": call.path,
+            "client_request_id": call.client_request_id,
+            "fastly_id": fastly_id,
+        }
+        if 200 <= status < 300:
+            return self._success(call, raw, nylas_id, ids)
+
+        raise self._status_error(status, raw, resp_headers, nylas_id, ids)
+
+    def _success(
+        self,
+        call: Call,
+        raw: bytes,
+        nylas_id: str | None,
+        ids: dict[str, Any],
+    ) -> Reply:
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            text = raw.decode("utf-8", "replace")
+            raise _mark(
+                DecodeError(
+                    "the reply is not JSON",
+                    body_excerpt=excerpt(text),
+                    nylas_request_id=nylas_id,
+                    **ids,
+                ),
+                "reply body not JSON",
+                retryable=True,
+                ambiguous=True,
+            ) from None
+        if not isinstance(payload, dict):
+            kind = type(payload).__name__
+            raise _mark(
+                DecodeError(
+                    "the reply is not a JSON object",
+                    problems=[("", f"expected an object, got {kind}")],
+                    nylas_request_id=nylas_id,
+                    **ids,
+                ),
+                "reply not an object",
+                retryable=False,
+                ambiguous=True,
+            )
+        request_id = payload.get("request_id")
+        if not isinstance(request_id, str):
+            request_id = nylas_id
+
+        return Reply(
+            call.method,
+            call.path,
+            payload,
+            request_id,
+            call.client_request_id,
+            ids["fastly_id"],
+            tuple(call.attempts),
+        )
+
+    def _status_error(
+        self,
+        status: int,
+        raw: bytes,
+        headers: Mapping[str, str],
+        nylas_id: str | None,
+        ids: dict[str, Any],
+    ) -> NylasError:
+        error_type: str | None = None
+        message: str | None = None
+        provider_error = None
+        body_excerpt = None
+        request_id = nylas_id
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            error_type = _str_or_none(error.get("type"))
+            message = _str_or_none(error.get("message"))
+            if isinstance(error.get("provider_error"), dict):
+                provider_error = error["provider_error"]
+            request_id = _str_or_none(payload.get("request_id")) or nylas_id
+        else:
+            body_excerpt = excerpt(raw.decode("utf-8", "replace")) or None
+
+        cls = _error_class(status, error_type)
+        retry_after = None
+        if status == 429:
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+        exc = cls(
+            message or _default_message(status),
+            status=status,
+            type=error_type,
+            provider_error=provider_error,
+            body_excerpt=body_excerpt,
+            retry_after=retry_after,
+            nylas_request_id=request_id,
+            **ids,
+        )
+        retryable = status in RETRY_STATUSES
+
+        return _mark(
+            exc,
+            f"status {status}",
+            retryable=retryable,
+            ambiguous=retryable and status != 429,
+        )
+
+    def _transport_error(
+        self,
+        call: Call,
+        exc: BaseException,
+        number: int,
+        elapsed: float,
+    ) -> NylasError:
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            kind, ambiguous = "connect timeout", False
+        elif isinstance(exc, asyncio.TimeoutError):
+            kind, ambiguous = "timeout", True
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            kind, ambiguous = "connection failed", False
+        else:
+            kind, ambiguous = "connection dropped", True
+        call.attempts.append(
+            Attempt(number=number, outcome=kind, elapsed=elapsed)
+        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s -> %s after %.3fs (attempt %d, client request id %s)",
+                call.method,
+                call.path,
+                kind,
+                elapsed,
+                number,
+                call.client_request_id,
+            )
+
+        cls: type[NylasTimeoutError | NylasConnectionError]
+        if isinstance(exc, asyncio.TimeoutError):
+            cls = NylasTimeoutError
+        else:
+            cls = NylasConnectionError
+        error = cls(
+            f"{kind}: {_describe_transport(exc)}",
+            method=call.method,
+            path=call.path,
+            client_request_id=call.client_request_id,
+        )
+
+        return _mark(error, kind, retryable=True, ambiguous=ambiguous)
+
+
+def _exception(state: tenacity.RetryCallState) -> BaseException:
+    assert state.outcome is not None
+    exc = state.outcome.exception()
+    assert exc is not None
+
+    return exc
+
+
+def _describe_transport(exc: BaseException) -> str:
+    text = str(exc)
+    if not text:
+        return type(exc).__name__
+
+    return f"{type(exc).__name__}: {text}"
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _error_class(status: int, error_type: str | None) -> type[NylasApiError]:
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 404 or (status == 400 and error_type == NOT_FOUND_TYPE):
+        return NotFoundError
+    if status == 429:
+        return RateLimitedError
+    if status >= 500:
+        return ServerError
+
+    return NylasApiError
+
+
+def _default_message(status: int) -> str:
+    return {
+        401: "the API key was refused",
+        403: "the API key may not do this",
+        404: "not found",
+        408: "Nylas timed out waiting for the request",
+        429: "rate limited",
+    }.get(status, "Nylas answered with an error")
+

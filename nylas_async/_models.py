@@ -1,0 +1,254 @@
+"""
+The values Nylas returns, as frozen attrs classes, and their decoding.
+
+Nylas keeps adding fields, destination statuses and trigger types, and
+the official SDKs broke each time because they modelled them as closed
+sets.  Here unknown keys are ignored, and statuses and trigger types are
+the plain strings Nylas sent, so a new value round-trips unchanged; the
+enums only name the values known today.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from typing import Any, Final, Generic, TypeVar
+
+import attrs
+import cattrs
+
+from ._errors import Attempt
+
+T = TypeVar("T")
+
+
+class WebhookStatus(enum.StrEnum):
+    """
+    The destination statuses Nylas documents today.
+
+    Decoded statuses are plain strings, so a status Nylas adds later
+    decodes and round-trips unchanged; members compare equal to them.
+    """
+
+    ACTIVE = "active"
+    PAUSE = "pause"
+    FAILING = "failing"
+    FAILED = "failed"
+
+
+class TriggerType(enum.StrEnum):
+    """
+    Common trigger types, for convenience when creating destinations.
+
+    The list is open: any string Nylas accepts may be used, and decoded
+    trigger types are plain strings whatever their value.
+    """
+
+    CALENDAR_CREATED = "calendar.created"
+    CALENDAR_UPDATED = "calendar.updated"
+    CALENDAR_DELETED = "calendar.deleted"
+    CONTACT_UPDATED = "contact.updated"
+    CONTACT_DELETED = "contact.deleted"
+    EVENT_CREATED = "event.created"
+    EVENT_UPDATED = "event.updated"
+    EVENT_DELETED = "event.deleted"
+    FOLDER_CREATED = "folder.created"
+    FOLDER_UPDATED = "folder.updated"
+    FOLDER_DELETED = "folder.deleted"
+    GRANT_CREATED = "grant.created"
+    GRANT_UPDATED = "grant.updated"
+    GRANT_DELETED = "grant.deleted"
+    GRANT_EXPIRED = "grant.expired"
+    MESSAGE_CREATED = "message.created"
+    MESSAGE_UPDATED = "message.updated"
+    MESSAGE_SEND_SUCCESS = "message.send_success"
+    MESSAGE_SEND_FAILED = "message.send_failed"
+    MESSAGE_BOUNCE_DETECTED = "message.bounce_detected"
+    MESSAGE_OPENED = "message.opened"
+    MESSAGE_LINK_CLICKED = "message.link_clicked"
+    THREAD_REPLIED = "thread.replied"
+
+
+def _to_datetime(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+
+
+def _to_unix(value: dt.datetime) -> int:
+    return int(value.timestamp())
+
+
+@attrs.frozen(kw_only=True)
+class Webhook:
+    """
+    A webhook destination as Nylas returns it from get, list and update.
+
+    Every field but *id* is optional, because replies differ in what
+    they carry.  Timestamps are aware UTC datetimes.
+    """
+
+    id: str
+    description: str | None = None
+    trigger_types: tuple[str, ...] = ()
+    webhook_url: str | None = None
+    status: str | None = None
+    notification_email_addresses: tuple[str, ...] | None = None
+    compressed_delivery: bool | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    status_updated_at: dt.datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WebhookWithSecret(Webhook):
+    """
+    A destination with its signing secret, from create and rotate.
+
+    *webhook_secret* is left out of ``repr()`` and ``str()`` so that it
+    cannot reach a log line by accident; read the attribute to use it.
+    """
+
+    webhook_secret: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Response(Generic[T]):
+    """
+    A decoded reply and the ids that identify the call.
+
+    *data* is the decoded payload.  *request_id* is Nylas's id from the
+    body, or from ``x-request-id`` when the body lacks one;
+    *client_request_id* is the id this client sent as ``X-Request-ID``;
+    *fastly_id* is the ``x-fastly-id`` flow id that Nylas support asks
+    for.  *attempts* holds every HTTP attempt the call made.
+    """
+
+    data: T
+    request_id: str | None
+    client_request_id: str
+    fastly_id: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+
+
+def _strict(kind: type[Any], name: str) -> Any:
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not kind and not (
+            kind is float and type(value) is int
+        ):
+            raise TypeError(f"expected {name}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _structure_str_list(value: Any, _: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    bad = [i for i, v in enumerate(value) if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"expected strings, item {bad[0]} is not")
+
+    return tuple(value)
+
+
+def _structure_timestamp(value: Any, _: Any) -> dt.datetime:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"expected Unix seconds, got {type(value).__name__}"
+        )
+
+    return _to_datetime(value)
+
+
+def _make_converter(*, detailed: bool) -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=detailed)
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(bool, _strict(bool, "a boolean"))
+    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook_func(
+        lambda t: t == tuple[str, ...], _structure_str_list
+    )
+    conv.register_structure_hook(dt.datetime, _structure_timestamp)
+    conv.register_unstructure_hook(dt.datetime, _to_unix)
+    conv.register_unstructure_hook(tuple, list)
+
+    return conv
+
+
+#: Decodes quickly and reports only that something is wrong.
+_FAST: Final = _make_converter(detailed=False)
+#: Re-runs a failed decode to name every bad field.
+_DETAILED: Final = _make_converter(detailed=True)
+
+
+class ModelError(Exception):
+    """Internal: a payload did not fit; *problems* names each field."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{p}: {d}" for p, d in problems))
+        self.problems = problems
+
+
+def structure(payload: Any, cls: type[T], *, path: str = "data") -> T:
+    """
+    Decode *payload* into *cls*, or raise `ModelError` naming each bad
+    field by its dotted *path* (``data.trigger_types``).
+    """
+    if attrs.has(cls) and not isinstance(payload, Mapping):
+        kind = type(payload).__name__
+        raise ModelError([(path, f"expected an object, got {kind}")])
+
+    try:
+        return _FAST.structure(payload, cls)
+    except Exception:  # noqa: BLE001 -- any failure is re-run in detail
+        pass
+
+    try:
+        result = _DETAILED.structure(payload, cls)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(_problems(exc, path)) from None
+
+    return result
+
+
+def _problems(exc: BaseException, path: str) -> list[tuple[str, str]]:
+    if not isinstance(exc, cattrs.BaseValidationError):
+        return [(path, _describe(exc))]
+
+    found = []
+    for line in cattrs.transform_error(
+        exc, path="$", format_exception=_format
+    ):
+        what, _, where = line.rpartition(" @ ")
+        found.append((path + where[1:], what))
+
+    return found
+
+
+def _format(exc: BaseException, _type: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "missing"
+    return _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TypeError | ValueError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, AttributeError):
+        return "expected an object"
+    return type(exc).__name__
+
+
+def unstructure(value: Any) -> Any:
+    """
+    Turn a model back into the JSON shape Nylas uses.
+
+    Unknown statuses and trigger types come back exactly as they came;
+    ``None`` fields are left out.  Secrets stay in the result: the
+    caller asked for them.
+    """
+    raw = _FAST.unstructure(value)
+    if isinstance(raw, Mapping):
+        return {k: v for k, v in raw.items() if v is not None}
+
+    return raw

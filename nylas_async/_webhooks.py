@@ -1,0 +1,180 @@
+"""
+The webhooks resource: destinations and their signing secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Final, TypeVar
+
+from ._errors import (
+    DecodeError,
+    InvalidWebhookIdError,
+    NylasError,
+    SecretStateUnknownError,
+)
+from ._models import (
+    ModelError,
+    Response,
+    Webhook,
+    WebhookWithSecret,
+    structure,
+)
+
+if TYPE_CHECKING:
+    from ._config import RetryPolicy
+    from ._http import Call, Reply, Transport
+
+T = TypeVar("T")
+
+#: Nylas ids are opaque, but every one seen is made of these characters.
+#: Anything else (a slash, a space, an empty string) would change the
+#: request path, so it is refused before a request is made.
+_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,255}")
+
+
+def check_webhook_id(webhook_id: object) -> str:
+    """
+    Return *webhook_id* if it can be a Nylas webhook id.
+
+    Raises `InvalidWebhookIdError` otherwise, before any request.
+    """
+    if not isinstance(webhook_id, str):
+        kind = type(webhook_id).__name__
+        raise InvalidWebhookIdError(
+            f"a webhook id must be a string, not {kind}"
+        )
+    if not _ID_PATTERN.fullmatch(webhook_id):
+        shown = webhook_id[:40] + ("…" if len(webhook_id) > 40 else "")
+        raise InvalidWebhookIdError(
+            f"malformed webhook id {shown!r}: expected letters, digits "
+            "and '_.:-', starting with a letter or digit"
+        )
+
+    return webhook_id
+
+
+def decode(reply: Reply, cls: type[T]) -> Response[T]:
+    """
+    Decode the ``data`` of *reply* into *cls*.
+
+    Raises `DecodeError` naming every bad field, with the call's ids.
+    """
+    payload = reply.payload
+    problems: list[tuple[str, str]]
+    if "data" not in payload:
+        problems = [("data", "missing")]
+    else:
+        try:
+            data = structure(payload["data"], cls)
+        except ModelError as exc:
+            problems = exc.problems
+        else:
+            return Response(
+                data=data,
+                request_id=reply.request_id,
+                client_request_id=reply.client_request_id,
+                fastly_id=reply.fastly_id,
+                attempts=reply.attempts,
+            )
+
+    raise DecodeError(
+        f"the reply does not fit {cls.__name__}",
+        problems=problems,
+        method=reply.method,
+        path=reply.path,
+        client_request_id=reply.client_request_id,
+        attempts=reply.attempts,
+        nylas_request_id=reply.request_id,
+        fastly_id=reply.fastly_id,
+    )
+
+
+def _secret_unknown(webhook_id: str) -> SecretStateUnknownError:
+    return SecretStateUnknownError(
+        f"the secret of webhook {webhook_id} may have changed without "
+        "the new one reaching us; rotate it again to get a known secret",
+        webhook_id=webhook_id,
+        method="POST",
+        path=_rotate_path(webhook_id),
+        client_request_id="",
+    )
+
+
+def _rotate_path(webhook_id: str) -> str:
+    return f"/v3/webhooks/rotate-secret/{webhook_id}"
+
+
+class Webhooks:
+    """
+    Webhook destinations of the application, reached as
+    ``client.webhooks``.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def rotate_secret(
+        self, webhook_id: str, *, retry: RetryPolicy | None = None
+    ) -> Response[WebhookWithSecret]:
+        """
+        Give the webhook *webhook_id* a new signing secret.
+
+        Returns the destination with its new ``webhook_secret``; the
+        old secret stops working at once.
+
+        Rotation is not idempotent, and a reply that is lost (a
+        timeout, a dropped connection, a 5xx) may hide a rotation that
+        happened.  By default such a failure is followed by another
+        rotation, so the secret returned is always the server's
+        current one.  When the attempts run out after such a failure,
+        or the policy's *rotate_again* is off, this raises
+        `SecretStateUnknownError`: the webhook must be rotated again.
+
+        Args:
+            webhook_id: the destination's id; a malformed one raises
+                `InvalidWebhookIdError` without a request.
+            retry: a policy for this call instead of the client's.
+        """
+        path = _rotate_path(check_webhook_id(webhook_id))
+
+        def unknown(exc: NylasError, call: Call) -> NylasError:
+            error = _secret_unknown(webhook_id)
+            error.client_request_id = call.client_request_id
+            error.attempts = tuple(call.attempts)
+            return error
+
+        reply = await self._transport.request(
+            "POST", path, on_ambiguous=unknown, retry=retry
+        )
+        try:
+            return decode(reply, WebhookWithSecret)
+        except DecodeError as exc:
+            error = _secret_unknown(webhook_id)
+            error.client_request_id = reply.client_request_id
+            error.attempts = reply.attempts
+            error.nylas_request_id = reply.request_id
+            raise error from exc
+
+    async def find(
+        self, webhook_id: str, *, retry: RetryPolicy | None = None
+    ) -> Response[Webhook]:
+        """
+        Return the destination *webhook_id*, without its secret.
+
+        Raises `NotFoundError` when it does not exist.
+        """
+        path = f"/v3/webhooks/{check_webhook_id(webhook_id)}"
+        reply = await self._transport.request("GET", path, retry=retry)
+
+        return decode(reply, Webhook)
+
+    async def list(
+        self, *, retry: RetryPolicy | None = None
+    ) -> Response[list[Webhook]]:
+        """Return every destination of the application, without secrets."""
+        reply = await self._transport.request(
+            "GET", "/v3/webhooks", retry=retry
+        )
+
+        return decode(reply, list[Webhook])
