@@ -106,7 +106,7 @@ class Client:
         region: str | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
-        rate_limit: float | None | _Default = DEFAULT,
+        rate_limit: float | _Default | None = DEFAULT,
         connection_limit: int = 100,
         session: aiohttp.ClientSession | None = None,
     ) -> None:

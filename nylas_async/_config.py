@@ -76,7 +76,11 @@ class RetryPolicy:
     """
 
     attempts: int = attrs.field(
-        default=5, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
+        default=5,
+        validator=[
+            attrs.validators.instance_of(int),
+            attrs.validators.ge(1),
+        ],
     )
     initial: float = attrs.field(default=0.5, validator=_not_negative)
     maximum: float = attrs.field(default=8.0, validator=_not_negative)

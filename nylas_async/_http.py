@@ -15,7 +15,6 @@ import email.utils
 import json
 import logging
 import math
-import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -428,7 +427,7 @@ class Transport:
                 raw = await resp.read()
                 status = resp.status
                 resp_headers = resp.headers
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             elapsed = time.monotonic() - start
             error = self._transport_error(call, exc, number, elapsed)
             raise error from exc
@@ -656,4 +655,3 @@ def _default_message(status: int) -> str:
         408: "Nylas timed out waiting for the request",
         429: "rate limited",
     }.get(status, "Nylas answered with an error")
-

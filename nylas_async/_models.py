@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import typing
 from collections.abc import Mapping
 from typing import Any, Final, Generic, TypeVar
 
@@ -142,6 +143,8 @@ def _strict(kind: type[Any], name: str) -> Any:
 
 
 def _structure_str_list(value: Any, _: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
     if not isinstance(value, list):
         raise TypeError(f"expected a list, got {type(value).__name__}")
     bad = [i for i, v in enumerate(value) if not isinstance(v, str)]
@@ -153,9 +156,7 @@ def _structure_str_list(value: Any, _: Any) -> tuple[str, ...]:
 
 def _structure_timestamp(value: Any, _: Any) -> dt.datetime:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"expected Unix seconds, got {type(value).__name__}"
-        )
+        raise TypeError(f"expected Unix seconds, got {type(value).__name__}")
 
     return _to_datetime(value)
 
@@ -194,18 +195,20 @@ def structure(payload: Any, cls: type[T], *, path: str = "data") -> T:
     Decode *payload* into *cls*, or raise `ModelError` naming each bad
     field by its dotted *path* (``data.trigger_types``).
     """
+    kind = type(payload).__name__
     if attrs.has(cls) and not isinstance(payload, Mapping):
-        kind = type(payload).__name__
         raise ModelError([(path, f"expected an object, got {kind}")])
+    if typing.get_origin(cls) is list and not isinstance(payload, list):
+        raise ModelError([(path, f"expected a list, got {kind}")])
 
     try:
         return _FAST.structure(payload, cls)
-    except Exception:  # noqa: BLE001 -- any failure is re-run in detail
+    except Exception:
         pass
 
     try:
         result = _DETAILED.structure(payload, cls)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelError(_problems(exc, path)) from None
 
     return result
