@@ -25,6 +25,7 @@ from ._errors import (
     UsageError,
 )
 from ._models import (
+    CreateWebhookRequest,
     Response,
     TriggerType,
     Webhook,
@@ -41,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "Client",
     "ClientClosedError",
+    "CreateWebhookRequest",
     "DecodeError",
     "InvalidWebhookIdError",
     "NotFoundError",

@@ -224,10 +224,12 @@ class SecretStateUnknownError(CallError):
     The webhook's secret may have changed to a value nobody knows, and
     no endpoint returns it: rotate the webhook again to get back to a
     known secret.  ``__cause__`` is the last failure; *webhook_id* names
-    the destination.
+    the destination, or is ``None`` when a create lost its reply.
     """
 
-    def __init__(self, message: str, *, webhook_id: str, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, webhook_id: str | None, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.webhook_id = webhook_id
 

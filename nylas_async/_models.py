@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import cattrs
 
-from ._errors import Attempt
+from ._errors import Attempt, UsageError
 
 T = TypeVar("T")
 
@@ -129,6 +129,54 @@ class Response(Generic[T]):
     client_request_id: str
     fastly_id: str | None = None
     attempts: tuple[Attempt, ...] = ()
+
+
+def _string_tuple(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise UsageError("expected a list of strings")
+    items = tuple(value)
+    if not all(isinstance(v, str) and v for v in items):
+        raise UsageError("expected a list of non-empty strings")
+
+    return items
+
+
+def _optional_string_tuple(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else _string_tuple(value)
+
+
+def _not_empty(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value:
+        raise UsageError(f"{attribute.name} must not be empty")
+
+
+def _http_url(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.startswith(
+        ("https://", "http://")
+    ):
+        raise UsageError(f"{attribute.name} must be an http(s) URL")
+
+
+@attrs.frozen(kw_only=True)
+class CreateWebhookRequest:
+    """
+    What a new destination should be.
+
+    *trigger_types* and *webhook_url* are required; Nylas sends a
+    challenge request to *webhook_url* and refuses the destination if
+    it is not answered.  Invalid values raise `UsageError` here, before
+    any request.
+    """
+
+    trigger_types: tuple[str, ...] = attrs.field(
+        converter=_string_tuple, validator=_not_empty
+    )
+    webhook_url: str = attrs.field(validator=_http_url)
+    description: str | None = None
+    notification_email_addresses: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_optional_string_tuple
+    )
+    compressed_delivery: bool | None = None
 
 
 def _strict(kind: type[Any], name: str) -> Any:

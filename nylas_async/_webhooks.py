@@ -7,18 +7,23 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final, TypeVar
 
+import attrs
+
 from ._errors import (
     DecodeError,
     InvalidWebhookIdError,
     NylasError,
     SecretStateUnknownError,
+    UsageError,
 )
 from ._models import (
+    CreateWebhookRequest,
     ModelError,
     Response,
     Webhook,
     WebhookWithSecret,
     structure,
+    unstructure,
 )
 
 if TYPE_CHECKING:
@@ -155,6 +160,51 @@ class Webhooks:
             error.attempts = reply.attempts
             error.nylas_request_id = reply.request_id
             raise error from exc
+
+    async def create(
+        self,
+        request: CreateWebhookRequest,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> Response[WebhookWithSecret]:
+        """
+        Create a destination and return it with its signing secret.
+
+        Creation is not idempotent either: when a reply is lost (a
+        timeout, a dropped connection, a 5xx), a destination may exist
+        whose secret nobody holds.  Rather than risk a duplicate, this
+        raises `SecretStateUnknownError` (with no *webhook_id*) at the
+        first such failure; list the destinations to find it.  Failures
+        that cannot have created anything (429, refused connections)
+        are retried.
+        """
+        if not isinstance(request, CreateWebhookRequest):
+            raise UsageError("create takes a CreateWebhookRequest")
+
+        def unknown(exc: NylasError, call: Call) -> NylasError:
+            return SecretStateUnknownError(
+                "a destination may have been created without its reply "
+                "reaching us; list the destinations before creating "
+                "again",
+                webhook_id=None,
+                method=call.method,
+                path=call.path,
+                client_request_id=call.client_request_id,
+                attempts=call.attempts,
+            )
+
+        no_retry_after_loss = attrs.evolve(
+            retry or self._transport.retry, rotate_again=False
+        )
+        reply = await self._transport.request(
+            "POST",
+            "/v3/webhooks",
+            json_body=unstructure(request),
+            on_ambiguous=unknown,
+            retry=no_retry_after_loss,
+        )
+
+        return decode(reply, WebhookWithSecret)
 
     async def find(
         self, webhook_id: str, *, retry: RetryPolicy | None = None

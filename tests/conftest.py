@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -52,3 +53,10 @@ async def client() -> AsyncIterator[Client]:
         rate_limit=None,
     ) as c:
         yield c
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until *predicate* holds, polling; fail after *timeout* s."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 -- state owned by a fake
+            await asyncio.sleep(0.005)
