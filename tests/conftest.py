@@ -55,8 +55,8 @@ async def client() -> AsyncIterator[Client]:
         yield c
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until *predicate* holds, polling; fail after *timeout* s."""
-    async with asyncio.timeout(timeout):
+async def until(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+    """Wait until *predicate* holds, polling; fail after *limit* s."""
+    async with asyncio.timeout(limit):
         while not predicate():  # noqa: ASYNC110 -- state owned by a fake
             await asyncio.sleep(0.005)
