@@ -5,6 +5,16 @@ rotated secret.
 
 from importlib.metadata import version as _version
 
+from ._batch import (
+    BatchProgress,
+    BatchSummary,
+    Outcome,
+    RetryBudget,
+    RotationBatch,
+    RotationOutcome,
+    SecretSink,
+    StopReason,
+)
 from ._client import Client
 from ._config import EU_API_URI, US_API_URI, RetryPolicy, Timeouts
 from ._errors import (
@@ -24,6 +34,7 @@ from ._errors import (
     TransportError,
     UsageError,
 )
+from ._journal import JournalError, JournalRecord, read_journal
 from ._models import (
     CreateWebhookRequest,
     Response,
@@ -40,21 +51,31 @@ __all__ = [
     "US_API_URI",
     "Attempt",
     "AuthenticationError",
+    "BatchProgress",
+    "BatchSummary",
     "Client",
     "ClientClosedError",
     "CreateWebhookRequest",
     "DecodeError",
     "InvalidWebhookIdError",
+    "JournalError",
+    "JournalRecord",
     "NotFoundError",
     "NylasApiError",
     "NylasConnectionError",
     "NylasError",
     "NylasTimeoutError",
+    "Outcome",
     "RateLimitedError",
     "Response",
+    "RetryBudget",
     "RetryPolicy",
+    "RotationBatch",
+    "RotationOutcome",
+    "SecretSink",
     "SecretStateUnknownError",
     "ServerError",
+    "StopReason",
     "Timeouts",
     "TransportError",
     "TriggerType",
@@ -62,4 +83,5 @@ __all__ = [
     "Webhook",
     "WebhookStatus",
     "WebhookWithSecret",
+    "read_journal",
 ]

@@ -18,7 +18,8 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from contextvars import ContextVar
+from typing import Any, Final, Protocol
 
 import aiohttp
 import attrs
@@ -50,6 +51,35 @@ RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 NOT_FOUND_TYPE: Final = "70000"
 
 AmbiguityHandler = Callable[[NylasError, "Call"], NylasError]
+
+
+class AttemptHooks(Protocol):
+    """
+    What a group of calls plugs into the transport: a batch rotation's
+    shared pace and retry budget.
+
+    Set through `attempt_hooks` in the tasks that make the calls; calls
+    made from other tasks are not affected.
+    """
+
+    async def before_attempt(self) -> None:
+        """Wait, if need be, before any attempt of a call goes out."""
+
+    def may_retry(self, error: BaseException) -> bool:
+        """
+        Whether a call may try again after *error*.
+
+        Asked only once the policy would retry, so a ``False`` ends
+        the call with *error* (or with the ambiguity error it implies).
+        """
+
+
+#: The hooks of the group of calls the current task belongs to; a
+#: context variable, so that each batch worker carries its own and
+#: single calls pay one lookup.
+attempt_hooks: Final[ContextVar[AttemptHooks | None]] = ContextVar(
+    "nylas_async_attempt_hooks", default=None
+)
 
 
 @attrs.frozen
@@ -335,8 +365,11 @@ class Transport:
                 return True
             elapsed = time.monotonic() - call.started
             upcoming = state.upcoming_sleep
+            if elapsed + upcoming >= policy.deadline:
+                return True
+            hooks = attempt_hooks.get()
 
-            return elapsed + upcoming >= policy.deadline
+            return hooks is not None and not hooks.may_retry(exc)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = _exception(state)
@@ -381,6 +414,9 @@ class Transport:
         if delay > 0 and not policy.testing:
             remaining = policy.deadline - (time.monotonic() - call.started)
             await asyncio.sleep(min(delay, max(0.0, remaining)))
+        hooks = attempt_hooks.get()
+        if hooks is not None:
+            await hooks.before_attempt()
         if self._limiter is not None:
             await self._limiter.acquire()
 

@@ -27,6 +27,15 @@ from ._models import (
 )
 
 if TYPE_CHECKING:
+    import os
+
+    from ._batch import (
+        Ids,
+        ProgressHook,
+        RetryBudget,
+        RotationBatch,
+        SecretSink,
+    )
     from ._config import RetryPolicy
     from ._http import Call, Reply, Transport
 
@@ -228,3 +237,75 @@ class Webhooks:
         )
 
         return decode(reply, list[Webhook])
+
+    def rotate_secrets(
+        self,
+        ids: Ids,
+        *,
+        concurrency: int = 16,
+        journal: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        on_rotated: SecretSink | None = None,
+        on_progress: ProgressHook | None = None,
+        canary: int = 0,
+        retry_budget: RetryBudget | None = None,
+        retry: RetryPolicy | None = None,
+        grace: float = 5.0,
+    ) -> RotationBatch:
+        """
+        Rotate the secrets of many webhooks; return the running batch.
+
+        Iterate the `RotationBatch` (``async for``) for one
+        `RotationOutcome` per distinct id as each finishes, then read
+        its `BatchSummary` from ``batch.summary``.  Use it with
+        ``async with``, or iterate it to the end.
+
+        Every id ends rotated (the new secret in hand), failed (the
+        secret is unchanged) or unknown (the secret may have changed:
+        rotate it again); none is dropped, even when the batch is
+        cancelled.
+
+        Args:
+            ids: an iterable or async iterable of ids, read lazily as
+                workers free up; repeats are rotated once, and
+                malformed ids fail without a request.
+            concurrency: how many rotations run at once (16).  The
+                client's ``rate_limit`` paces all of them together.
+            journal: a JSON-lines file that receives each new secret,
+                written and fsynced before the outcome is reported.
+                Created with mode 0600; one open to other users is
+                refused with `JournalError`.
+            resume: skip the ids the journal shows rotated (reported
+                as skipped) or failed for good; rotate the rest again,
+                including those whose state was unknown or in flight.
+            on_rotated: an async callback that stores each new secret
+                (a vault, a database), called after the journal has it
+                and before the outcome is reported; what it raises is
+                reported as the outcome's *callback_error*.
+            on_progress: called with a `BatchProgress` after each
+                outcome; ``batch.progress`` gives the same at any time.
+            canary: rotate this many ids first, and go on only if all
+                of them are rotated (0, the default, for no canary).
+            retry_budget: the retries the workers share (`RetryBudget`;
+                by default 20 in reserve plus one per five successes).
+            retry: a retry policy for each rotation instead of the
+                client's.
+            grace: seconds that requests in flight get to finish when
+                the batch is stopped or cancelled (5).
+        """
+        from ._batch import RotationBatch
+
+        return RotationBatch(
+            self,
+            ids,
+            rate_limit=self._transport.rate_limit,
+            concurrency=concurrency,
+            journal=journal,
+            resume=resume,
+            on_rotated=on_rotated,
+            on_progress=on_progress,
+            canary=canary,
+            retry_budget=retry_budget,
+            retry=retry,
+            grace=grace,
+        )
