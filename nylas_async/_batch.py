@@ -42,7 +42,7 @@ from ._errors import (
     TransportError,
     UsageError,
 )
-from ._http import RETRY_STATUSES, attempt_hooks
+from ._http import RETRY_STATUSES, _failure, attempt_hooks
 from ._journal import (
     FAILED,
     ROTATED,
@@ -739,6 +739,8 @@ class RotationBatch:
         except SecretStateUnknownError as exc:
             return _from_error(webhook_id, Outcome.UNKNOWN, exc, started)
         except NylasError as exc:
+            if _ambiguous(exc):
+                return _from_error(webhook_id, Outcome.UNKNOWN, exc, started)
             if isinstance(exc, AuthenticationError) and not self._stopping:
                 log.error("stopping the batch: %s", exc)
                 self._stop_reason = StopReason.AUTHENTICATION
@@ -968,6 +970,19 @@ def _from_error(
         error=exc,
         transient=outcome == Outcome.FAILED and _transient(exc),
     )
+
+
+def _ambiguous(exc: NylasError) -> bool:
+    """
+    Whether *exc* leaves open that the rotation happened.
+
+    `rotate_secret` says so with `SecretStateUnknownError`, except when
+    a policy of one attempt skips its retry logic: then the bare
+    failure arrives, and the transport's mark on it decides.
+    """
+    failure = _failure(exc)
+
+    return failure is not None and failure.ambiguous
 
 
 def _reasons(attempts: Iterable[Any]) -> tuple[str, ...]:
