@@ -22,6 +22,7 @@ from ._errors import (
     AuthenticationError,
     ClientClosedError,
     DecodeError,
+    InvalidNotificationError,
     InvalidWebhookIdError,
     NotFoundError,
     NylasApiError,
@@ -29,6 +30,7 @@ from ._errors import (
     NylasError,
     NylasTimeoutError,
     RateLimitedError,
+    RawBodyError,
     SecretStateUnknownError,
     ServerError,
     TransportError,
@@ -42,6 +44,13 @@ from ._models import (
     Webhook,
     WebhookStatus,
     WebhookWithSecret,
+)
+from ._notifications import Notification, NotificationData, parse_notification
+from ._receiver import NotificationCallback, WebhookReceiver, answer_challenge
+from ._signature import (
+    signature_from_headers,
+    verify_request,
+    verify_signature,
 )
 
 __version__ = _version("nylas-async")
@@ -57,16 +66,21 @@ __all__ = [
     "ClientClosedError",
     "CreateWebhookRequest",
     "DecodeError",
+    "InvalidNotificationError",
     "InvalidWebhookIdError",
     "JournalError",
     "JournalRecord",
     "NotFoundError",
+    "Notification",
+    "NotificationCallback",
+    "NotificationData",
     "NylasApiError",
     "NylasConnectionError",
     "NylasError",
     "NylasTimeoutError",
     "Outcome",
     "RateLimitedError",
+    "RawBodyError",
     "Response",
     "RetryBudget",
     "RetryPolicy",
@@ -81,7 +95,13 @@ __all__ = [
     "TriggerType",
     "UsageError",
     "Webhook",
+    "WebhookReceiver",
     "WebhookStatus",
     "WebhookWithSecret",
+    "answer_challenge",
+    "parse_notification",
     "read_journal",
+    "signature_from_headers",
+    "verify_request",
+    "verify_signature",
 ]

@@ -14,9 +14,13 @@ Every exception nylas-async raises, in one tree.
     │   └── NylasTimeoutError         also a builtin TimeoutError
     ├── DecodeError                   a reply that does not fit the model
     ├── SecretStateUnknownError       a rotation may have happened unseen
+    ├── InvalidNotificationError      a delivery that is no notification;
+    │                                 also a builtin ValueError
     └── UsageError                    misuse; also a builtin ValueError
         ├── ClientClosedError         the client was closed
-        └── InvalidWebhookIdError     an id that cannot be one
+        ├── InvalidWebhookIdError     an id that cannot be one
+        └── RawBodyError              a body that is not the raw bytes;
+                                      also a builtin TypeError
 
 Errors about an HTTP call carry the client's request id, Nylas's ids
 when a reply arrived, and the history of attempts.  aiohttp, cattrs and
@@ -68,6 +72,45 @@ class ClientClosedError(UsageError, RuntimeError):
 
 class InvalidWebhookIdError(UsageError):
     """A webhook id that cannot be one; no request was made."""
+
+
+class RawBodyError(UsageError, TypeError):
+    """
+    A signature check got a body that is not the raw request bytes.
+
+    The signature covers the exact bytes Nylas sent: a ``str`` or a
+    parsed ``dict`` can never match it.
+    """
+
+
+class InvalidNotificationError(NylasError, ValueError):
+    """
+    A delivery's body is not a notification that can be decoded.
+
+    *problems* lists what is wrong as ``(path, description)`` pairs,
+    such as ``("id", "missing")``; *too_large* is true when the body,
+    or what it inflates to, is over the size limit.  Neither the
+    message nor the attributes hold the body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: Sequence[tuple[str, str]] = (),
+        too_large: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+        self.too_large = too_large
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.problems:
+            listed = "; ".join(f"{p}: {d}" for p, d in self.problems)
+            text += f" ({listed})"
+
+        return text
 
 
 class CallError(NylasError):
