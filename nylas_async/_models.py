@@ -113,6 +113,47 @@ class WebhookWithSecret(Webhook):
 
 
 @attrs.frozen(kw_only=True)
+class WebhookPage:
+    """
+    One page of destinations, from `Webhooks.pages`.
+
+    *next_cursor* is the ``page_token`` of the next page, or ``None``
+    on the last one.
+    """
+
+    webhooks: tuple[Webhook, ...]
+    next_cursor: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WebhookDeleteResult:
+    """
+    What deleting a destination came to.
+
+    *status* is Nylas's word for it, ``"success"``.  *already_gone* is
+    true when a reply was lost and the retry found the destination
+    gone: it was most likely deleted by the attempt whose reply was
+    lost, and it does not exist now either way.
+    """
+
+    status: str | None = None
+    already_gone: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class WebhookIpAddresses:
+    """
+    The addresses Nylas sends notifications from.
+
+    *updated_at* is when Nylas last changed the list, an aware UTC
+    datetime, or ``None`` when the reply lacks it.
+    """
+
+    ip_addresses: tuple[str, ...] = ()
+    updated_at: dt.datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Response(Generic[T]):
     """
     A decoded reply and the ids that identify the call.
@@ -177,6 +218,123 @@ class CreateWebhookRequest:
         default=None, converter=_optional_string_tuple
     )
     compressed_delivery: bool | None = None
+
+
+class _Unset(enum.Enum):
+    """The type of `UNSET`, telling "not given" from ``None``."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: The default of every `UpdateWebhookRequest` field: leave it alone.
+UNSET: Final = _Unset.UNSET
+
+_UPDATE_STATUSES: Final = ("active", "pause")
+
+
+def _update_status(value: Any) -> str | _Unset:
+    if isinstance(value, _Unset):
+        return value
+    if not isinstance(value, str) or value not in _UPDATE_STATUSES:
+        raise UsageError(
+            f"status must be 'active' or 'pause', not {value!r}; Nylas "
+            "sets 'failing' and 'failed' itself"
+        )
+
+    return str(value)
+
+
+def _update_trigger_types(value: Any) -> tuple[str, ...] | _Unset:
+    if isinstance(value, _Unset):
+        return value
+    if value is None:
+        raise UsageError("trigger_types must be a list, not None")
+    items = _string_tuple(value)
+    if not items:
+        raise UsageError("trigger_types must not be empty")
+
+    return items
+
+
+def _update_url(value: Any) -> str | _Unset:
+    if isinstance(value, _Unset):
+        return value
+    if not isinstance(value, str) or not value.startswith(
+        ("https://", "http://")
+    ):
+        raise UsageError("webhook_url must be an http(s) URL")
+
+    return value
+
+
+def _update_description(value: Any) -> str | _Unset | None:
+    if value is None or isinstance(value, str | _Unset):
+        return value
+    raise UsageError("description must be a string or None")
+
+
+def _update_emails(value: Any) -> tuple[str, ...] | _Unset | None:
+    if isinstance(value, _Unset):
+        return value
+
+    return _optional_string_tuple(value)
+
+
+def _update_flag(value: Any) -> bool | _Unset:
+    if isinstance(value, bool | _Unset):
+        return value
+    raise UsageError("compressed_delivery must be True or False")
+
+
+@attrs.frozen(kw_only=True)
+class UpdateWebhookRequest:
+    """
+    The changes to make to a destination.
+
+    Only the fields given are sent; the others keep their value on
+    Nylas's side.  At least one field is required.  *status* may be
+    ``"active"`` or ``"pause"`` only (Nylas sets ``failing`` and
+    ``failed`` itself).  *description* and
+    *notification_email_addresses* may be ``None``, which is sent as
+    JSON ``null``.  Invalid values raise `UsageError` here, before any
+    request.
+    """
+
+    description: str | _Unset | None = attrs.field(
+        default=UNSET, converter=_update_description
+    )
+    trigger_types: tuple[str, ...] | _Unset = attrs.field(
+        default=UNSET, converter=_update_trigger_types
+    )
+    webhook_url: str | _Unset = attrs.field(
+        default=UNSET, converter=_update_url
+    )
+    notification_email_addresses: tuple[str, ...] | _Unset | None = (
+        attrs.field(default=UNSET, converter=_update_emails)
+    )
+    compressed_delivery: bool | _Unset = attrs.field(
+        default=UNSET, converter=_update_flag
+    )
+    status: str | _Unset = attrs.field(default=UNSET, converter=_update_status)
+
+    def __attrs_post_init__(self) -> None:
+        if not update_body(self):
+            raise UsageError("an update needs at least one field to change")
+
+
+def update_body(request: UpdateWebhookRequest) -> dict[str, Any]:
+    """The JSON body of *request*: the fields given, ``None`` as null."""
+    body: dict[str, Any] = {}
+    for field in attrs.fields(UpdateWebhookRequest):
+        value = getattr(request, field.name)
+        if value is UNSET:
+            continue
+        body[field.name] = list(value) if isinstance(value, tuple) else value
+
+    return body
 
 
 def _strict(kind: type[Any], name: str) -> Any:
