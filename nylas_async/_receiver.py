@@ -131,7 +131,9 @@ class WebhookReceiver:
     Args:
         secrets: the destination's secret, or several during a
             rotation's cut-over; swap them at any time through
-            `secrets`.
+            `secrets`.  ``None`` means none is known yet, as while
+            creating the destination (the challenge needs none):
+            deliveries then get 503, so Nylas sends them again later.
         on_notification: an ``async`` function taking a `Notification`.
         max_body_size: the most bytes read from a request, and the most
             a gzip body may inflate to; 4 MiB by default.
@@ -151,7 +153,7 @@ class WebhookReceiver:
     def __init__(
         self,
         *,
-        secrets: Secrets,
+        secrets: Secrets | None,
         on_notification: NotificationCallback,
         max_body_size: int = MAX_BODY_SIZE,
         max_pending: int = 100,
@@ -174,7 +176,10 @@ class WebhookReceiver:
         if not shutdown_grace >= 0:
             raise UsageError("shutdown_grace must be zero or more")
 
-        self._secrets, self._keys = _checked(secrets)
+        self._secrets: tuple[str, ...] = ()
+        self._keys: tuple[bytes, ...] = ()
+        if secrets is not None:
+            self._secrets, self._keys = _checked(secrets)
         self._on_notification = on_notification
         self._max_body_size = max_body_size
         self._max_pending = max_pending
@@ -263,6 +268,9 @@ class WebhookReceiver:
     async def _receive(self, request: web.Request) -> web.Response:
         if self._closed:
             return _plain(503, "shutting down")
+        if not self._keys:
+            _log.warning("deferred a delivery: no secret is set yet")
+            return _plain(503, "no secret yet")
 
         expected = parse_signature(signature_from_headers(request.headers))
         if expected is None:

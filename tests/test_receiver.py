@@ -242,6 +242,22 @@ class TestWebhookReceiver:
         assert (old, new) == (401, 200)
         assert receiver.secrets == (NEW,)
 
+    async def test_no_secret_yet(self, recorder: Recorder) -> None:
+        """Without a secret the challenge is answered and deliveries get
+        503 until one is set."""
+        receiver = make_receiver(recorder, secrets=None)
+        body = encode(payload())
+
+        async with serving(receiver) as client:
+            challenge = await client.get(PATH, params={"challenge": "c"})
+            early = await post(client, body, sign(body))
+            receiver.secrets = SECRET
+            later = await post(client, body, sign(body))
+            await until(lambda: len(recorder.seen) == 1)
+
+        assert (challenge.status, early, later) == (200, 503, 200)
+        assert receiver.secrets == (SECRET,)
+
     @pytest.mark.parametrize(
         "secrets",
         [
