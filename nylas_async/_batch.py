@@ -240,8 +240,9 @@ class _Pace:
     """
     The batch's own pace, below the client's *base* rate after a 429.
 
-    A 429 halves the rate (many workers seeing the same burst within a
-    second count once), down to a sixteenth of *base*; every *recover*
+    A 429 halves the rate (the workers hit by one burst within
+    *cooldown* seconds count once), down to a sixteenth of *base*; every
+    *recover*
     seconds without a 429 adds a tenth of *base* back, and at *base*
     the pace steps aside for the client's limiter.  Rates are requests
     per second.
@@ -252,9 +253,11 @@ class _Pace:
         base: float | None,
         *,
         recover: float = 2.0,
+        cooldown: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base = base
+        self._cooldown = cooldown
         self.rate: float | None = None
         self._recover = recover
         self._clock = clock
@@ -266,7 +269,7 @@ class _Pace:
         if self.base is None:
             return
         stamp = self._clock()
-        if self._cut >= 0 and stamp - self._cut < 1.0:
+        if self._cut >= 0 and stamp - self._cut < self._cooldown:
             return
 
         current = self.rate if self.rate is not None else self.base

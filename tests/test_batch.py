@@ -672,9 +672,10 @@ class TestPace:
 
         pace.slow_down()
         assert pace.rate == 20.0
+        clock[0] += 0.1
         pace.slow_down()
         assert pace.rate == 20.0
-        clock[0] += 1.5
+        clock[0] += 0.2
         pace.slow_down()
         assert pace.rate == 10.0
 
