@@ -141,7 +141,7 @@ class WebhookReceiver:
         dedupe_size: how many recent notification ids to remember;
             10 000 by default.
         dedupe_ttl: how long to remember an id, in seconds; a day by
-            default, longer than Nylas keeps retrying.
+            default.
         shutdown_grace: on `aclose`, how long running callbacks may
             finish before they are cancelled, in seconds; 5 by default.
         clock: the monotonic clock used to expire ids.
@@ -199,7 +199,8 @@ class WebhookReceiver:
     @property
     def secrets(self) -> tuple[str, ...]:
         """
-        The secrets deliveries are checked against.
+        The secrets deliveries are checked against; empty until set
+        when the receiver was made with ``secrets=None``.
 
         Assign one secret or several to swap them at once, for example
         ``[new, old]`` right after a rotation and ``[new]`` once

@@ -233,7 +233,7 @@ def parse_signature(value: object) -> bytes | None:
     ``None``.
     """
     if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("latin-1")
+        value = bytes(value[: _MAX_SIGNATURE_LENGTH + 1]).decode("latin-1")
     if not isinstance(value, str) or len(value) > _MAX_SIGNATURE_LENGTH:
         return None
 

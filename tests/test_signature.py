@@ -171,6 +171,7 @@ class TestVerifySignature:
             pytest.param("\x00" * 64, id="nul"),
             pytest.param("a" * 10_000_000, id="huge"),
             pytest.param(b"\xff" * 64, id="bytes-not-ascii"),
+            pytest.param(b"a" * 10_000_000, id="bytes-huge"),
             pytest.param("sha256=" + sign(BODY), id="prefixed"),
             pytest.param(12345, id="int"),
             pytest.param([sign(BODY)], id="list"),
