@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
@@ -517,6 +518,8 @@ class TestFakeNylas:
             pytest.param({"latency": -1.0}, id="negative-latency"),
             pytest.param({"rate_limit": 0.0}, id="zero-rate"),
             pytest.param({"not_found_status": 410}, id="other-status"),
+            pytest.param({"challenge_timeout": 0.0}, id="zero-challenge"),
+            pytest.param({"page_size": 0}, id="zero-page"),
         ],
     )
     def test_rejects_bad_settings(self, kwargs: dict[str, object]) -> None:
@@ -525,6 +528,210 @@ class TestFakeNylas:
 
         with pytest.raises(ValueError):  # noqa: PT011
             FakeNylas(**arguments)  # type: ignore[arg-type]
+
+
+class TestFakeNylasEndpoints:
+    @pytest.mark.parametrize(
+        ("nested", "keys"),
+        [
+            pytest.param(True, {"data"}, id="nested"),
+            pytest.param(False, {"specversion", "type", "data"}, id="flat"),
+        ],
+    )
+    async def test_mock_payload_nesting(
+        self, nested: bool, keys: set[str]
+    ) -> None:
+        """mock-payload nests the notification as configured."""
+        fake = FakeNylas(API_KEY, mock_payload_nested=nested)
+        body = {"trigger_type": "event.created"}
+
+        async with (
+            serving(fake) as session,
+            session.post("/v3/webhooks/mock-payload", json=body) as response,
+        ):
+            data = (await response.json())["data"]
+
+        assert response.status == 200
+        assert keys <= set(data)
+        notification = data["data"] if nested else data
+        assert notification["type"] == "event.created"
+        assert notification["data"]["object"]["object"] == "event"
+
+    @pytest.mark.parametrize(
+        ("path", "body", "message"),
+        [
+            pytest.param(
+                "mock-payload", {}, "trigger_type is required", id="mock-none"
+            ),
+            pytest.param(
+                "mock-payload",
+                {"trigger_type": 5},
+                "must be a string",
+                id="mock-not-string",
+            ),
+            pytest.param(
+                "mock-payload",
+                {"trigger_type": "notetaker.media"},
+                "invalid value",
+                id="mock-unmockable",
+            ),
+            pytest.param(
+                "send-test-event",
+                {"trigger_type": "message.created"},
+                "webhook_url is required",
+                id="test-event-no-url",
+            ),
+            pytest.param(
+                "send-test-event",
+                {"webhook_url": "http://127.0.0.1:9/"},
+                "trigger_type is required",
+                id="test-event-no-trigger",
+            ),
+            pytest.param(
+                "send-test-event",
+                {
+                    "trigger_type": "message.created",
+                    "webhook_url": "https://example.com/hook",
+                },
+                "127.0.0.1",
+                id="test-event-not-loopback",
+            ),
+        ],
+    )
+    async def test_mock_endpoints_validate(
+        self,
+        session: aiohttp.ClientSession,
+        path: str,
+        body: dict[str, object],
+        message: str,
+    ) -> None:
+        """mock-payload and send-test-event answer 400 for bad bodies."""
+        async with session.post(f"/v3/webhooks/{path}", json=body) as resp:
+            error = (await resp.json())["error"]
+
+        assert resp.status == 400
+        assert error["type"] == "invalid_request_error"
+        assert message in error["message"]
+
+    @pytest.mark.parametrize("served", [True, False])
+    async def test_ip_addresses(self, served: bool) -> None:
+        """ip-addresses answers the list, or the gateway 404 when off."""
+        fake = FakeNylas(API_KEY, serve_ip_addresses=served)
+
+        async with (
+            serving(fake) as session,
+            session.get("/v3/webhooks/ip-addresses") as response,
+        ):
+            raw = await response.read()
+
+        if served:
+            data = json.loads(raw)["data"]
+            assert data["ip_addresses"]
+            assert isinstance(data["updated_at"], int)
+        else:
+            assert response.status == 404
+            assert raw == b"404 page not found\n"
+            assert fake.requests[0].operation is None
+
+    async def test_list_pages(self) -> None:
+        """With page_size, list pages by limit and page_token and records
+        the query."""
+        fake = FakeNylas(API_KEY, page_size=2)
+        ids = [fake.add_webhook() for _ in range(3)]
+
+        async with serving(fake) as session:
+            async with session.get("/v3/webhooks?limit=5") as response:
+                first = await response.json()
+            token = first["next_cursor"]
+            query = {"limit": "5", "page_token": token}
+            async with session.get("/v3/webhooks", params=query) as response:
+                second = await response.json()
+
+        assert [d["id"] for d in first["data"]] == ids[:2]
+        assert [d["id"] for d in second["data"]] == ids[2:]
+        assert "next_cursor" not in second
+        assert fake.requests[1].query == query
+
+    @pytest.mark.parametrize(
+        "query",
+        [
+            pytest.param("limit=0", id="zero"),
+            pytest.param("limit=many", id="word"),
+            pytest.param("page_token=xyz", id="bad-token"),
+        ],
+    )
+    async def test_list_rejects_bad_paging(self, query: str) -> None:
+        """A bad limit or page token is a 400 when paging is on."""
+        fake = FakeNylas(API_KEY, page_size=2)
+
+        async with (
+            serving(fake) as session,
+            session.get(f"/v3/webhooks?{query}") as response,
+        ):
+            assert response.status == 400
+
+    async def test_list_ignores_paging_by_default(
+        self, session: aiohttp.ClientSession, fake: FakeNylas
+    ) -> None:
+        """Without page_size, limit and page_token are ignored."""
+        ids = [fake.add_webhook() for _ in range(3)]
+
+        async with session.get("/v3/webhooks?limit=1&page_token=x") as resp:
+            body = await resp.json()
+
+        assert [d["id"] for d in body["data"]] == ids
+        assert "next_cursor" not in body
+
+    async def test_challenge_keeps_the_url_query(self) -> None:
+        """The challenge is added to the URL's own query parameters."""
+        seen: list[dict[str, str]] = []
+
+        async def echo(request: web.Request) -> web.Response:
+            seen.append(dict(request.query))
+            return web.Response(text=request.query["challenge"])
+
+        app = web.Application()
+        app.router.add_get("/hook", echo)
+        runner = web.AppRunner(app, shutdown_timeout=1)
+        await runner.setup()
+        fake = FakeNylas(API_KEY, verify_challenge=True, challenge_timeout=2)
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            port = runner.addresses[0][1]
+            body = {
+                "trigger_types": ["message.created"],
+                "webhook_url": f"http://127.0.0.1:{port}/hook?tenant=7",
+            }
+            async with (
+                serving(fake) as session,
+                session.post("/v3/webhooks", json=body) as response,
+            ):
+                assert response.status == 200
+        finally:
+            await runner.cleanup()
+
+        [query] = seen
+        assert query["tenant"] == "7"
+        assert len(query["challenge"]) >= 16
+
+    @pytest.mark.parametrize(
+        "operation", ["mock_payload", "send_test_event", "ip_addresses"]
+    )
+    async def test_inject_knows_the_new_operations(
+        self, fake: FakeNylas, session: aiohttp.ClientSession, operation: str
+    ) -> None:
+        """Faults can target the newer operations too."""
+        fake.inject(Fault.server_error(503), operation=operation)
+        requests = {
+            "mock_payload": ("POST", "/v3/webhooks/mock-payload"),
+            "send_test_event": ("POST", "/v3/webhooks/send-test-event"),
+            "ip_addresses": ("GET", "/v3/webhooks/ip-addresses"),
+        }
+        method, path = requests[operation]
+
+        async with session.request(method, path, json={}) as response:
+            assert response.status == 503
+        assert fake.requests[-1].operation == operation
 
 
 class TestFault:

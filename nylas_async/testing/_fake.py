@@ -14,17 +14,29 @@ import string
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 
+import aiohttp
 import attrs
+import yarl
 from aiohttp import web
 
 from ._faults import BadBodyKind, Fault, RandomFaults
 
-OPERATIONS: Final = ("rotate", "create", "list", "get", "update", "delete")
+OPERATIONS: Final = (
+    "rotate",
+    "create",
+    "list",
+    "get",
+    "update",
+    "delete",
+    "mock_payload",
+    "send_test_event",
+    "ip_addresses",
+)
 
 # The trigger types the published schema of the get reply allows; seeding
 # sticks to them so that every reply of a seeded fake validates.
@@ -54,11 +66,47 @@ SEED_TRIGGER_TYPES: Final = (
     "thread.replied",
 )
 SEED_STATUSES: Final = ("active", "pause", "failing", "failed")
+# The trigger types the published schemas of mock-payload and
+# send-test-event accept.
+MOCK_TRIGGER_TYPES: Final = (
+    "calendar.created",
+    "calendar.updated",
+    "calendar.deleted",
+    "event.created",
+    "event.updated",
+    "event.deleted",
+    "grant.created",
+    "grant.updated",
+    "grant.deleted",
+    "grant.expired",
+    "message.send_success",
+    "message.send_failed",
+    "message.bounce_detected",
+    "message.created",
+    "message.created.truncated",
+    "message.created.cleaned",
+    "message.updated",
+    "message.updated.truncated",
+    "contact.updated",
+    "contact.deleted",
+    "folder.created",
+    "folder.updated",
+    "folder.deleted",
+    "message.opened",
+    "message.link_clicked",
+    "thread.replied",
+)
+# Addresses from the documentation ranges of RFC 5737, so that nobody
+# mistakes them for Nylas's.
+FAKE_IP_ADDRESSES: Final = ("192.0.2.10", "198.51.100.20", "203.0.113.30")
 
 _ID_ALPHABET: Final = string.ascii_letters + string.digits
 _TRIGGER_TYPE: Final = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)+")
 _NOT_FOUND_TYPE: Final = "70000"
 _NOT_FOUND_MESSAGE: Final = "destination.id.not.found : record not found"
+_CHALLENGE_TYPE: Final = "70005"
+_CHALLENGE_HOST: Final = "127.0.0.1"
+_PAGE_TOKEN: Final = re.compile(r"p([1-9][0-9]{0,8})")
 _DROPPED: Final = 444
 _NOT_JSON_PAGE: Final = (
     "<html><body><h1>Service temporarily unavailable</h1></body></html>"
@@ -73,8 +121,8 @@ class RecordedRequest:
     Attributes:
         method: The HTTP method.
         path: The path, without the query string.
-        operation: ``"rotate"``, ``"create"``, ``"list"``, ``"get"``,
-            ``"update"`` or ``"delete"``; ``None`` for unknown routes.
+        operation: One of `OPERATIONS`, such as ``"rotate"`` or
+            ``"mock_payload"``; ``None`` for unknown routes.
         webhook_id: The id in the path, if the route has one.
         client_request_id: The ``X-Request-ID`` header the client sent.
         attempt: The ``X-Request-Attempt`` header as an integer; ``None``
@@ -85,6 +133,8 @@ class RecordedRequest:
             flight or when the connection was dropped without a reply.
         fault: The name of the fault applied (see `Fault.name`), if any;
             ``None`` too while the request is in flight.
+        query: The query parameters, such as ``limit`` and
+            ``page_token``.
     """
 
     method: str
@@ -96,6 +146,7 @@ class RecordedRequest:
     request_id: str
     status: int | None = None
     fault: str | None = None
+    query: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
 
 @attrs.define(kw_only=True)
@@ -162,6 +213,11 @@ _ID: Final = r"(?P<id>[^/]+)"
 # Order matters: fixed paths such as rotate-secret come before {id}.
 _ROUTES: Final = (
     _Route("POST", re.compile(rf"/v3/webhooks/rotate-secret/{_ID}"), "rotate"),
+    _Route("POST", re.compile(r"/v3/webhooks/mock-payload"), "mock_payload"),
+    _Route(
+        "POST", re.compile(r"/v3/webhooks/send-test-event"), "send_test_event"
+    ),
+    _Route("GET", re.compile(r"/v3/webhooks/ip-addresses"), "ip_addresses"),
     _Route("POST", re.compile(r"/v3/webhooks"), "create"),
     _Route("GET", re.compile(r"/v3/webhooks"), "list"),
     _Route("GET", re.compile(rf"/v3/webhooks/{_ID}"), "get"),
@@ -185,6 +241,7 @@ def _match(method: str, path: str) -> tuple[str | None, str | None]:
 class _Call:
     webhook_id: str | None
     body: bytes
+    query: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -205,6 +262,13 @@ class _ApiError(Exception):
 
 def _invalid(message: str) -> _ApiError:
     return _ApiError(400, "invalid_request_error", message)
+
+
+def _unverified(detail: str) -> _ApiError:
+    """The refusal of a create whose webhook URL failed the challenge."""
+    return _ApiError(
+        400, _CHALLENGE_TYPE, f"unable.verify.webhook_url : {detail}"
+    )
 
 
 @attrs.define
@@ -254,12 +318,18 @@ class FakeNylas:
     """
     An in-memory fake of the Nylas v3 webhooks API, served by `app`.
 
-    It answers rotate, create, list, get, update and delete like the
-    documented API, checks the Bearer key, records every request, and
-    can misbehave on purpose: scripted faults from `inject`, random ones
-    from *random_faults*, added *latency* and a *rate_limit*.
+    It answers every webhooks operation (see `OPERATIONS`) like the
+    documented API, with its validation and error bodies, checks the
+    Bearer key, records every request, and can misbehave on purpose:
+    scripted faults from `inject`, random ones from *random_faults*,
+    added *latency* and a *rate_limit*.
 
-    Create does not send Nylas's challenge request to the webhook URL.
+    Nylas verifies a new destination by sending ``GET
+    <webhook_url>?challenge=<value>`` and expecting that value back.
+    The fake does so only with *verify_challenge*, because most tests
+    and the demo create destinations at ``https://example.com`` and
+    must not touch the network; even then it contacts nothing but
+    ``127.0.0.1`` and refuses any other host as a failed challenge.
     The application is bound to the first event loop that serves it.
 
     Args:
@@ -274,6 +344,23 @@ class FakeNylas:
         not_found_status: The status for an unknown webhook id: 400 as
             documented (the default) or 404 as production may answer.
             The body has type ``"70000"`` either way.
+        verify_challenge: Challenge the webhook URL of every create, and
+            refuse the create with 400 type ``"70005"`` unless the URL is
+            on ``http://127.0.0.1`` and answers 200 with exactly the
+            challenge value; off by default.
+        challenge_timeout: Seconds the challenge waits for its answer,
+            10 like Nylas by default.
+        page_size: Serve list in pages of at most this many destinations,
+            honouring ``limit`` and ``page_token`` and adding
+            ``next_cursor`` while more remain.  ``None`` (the default)
+            answers every destination at once and ignores both
+            parameters, as the documented API does.
+        mock_payload_nested: Answer mock-payload with the notification
+            under ``data.data``, the literal reading of the published
+            schema (the default), or directly as ``data`` when false.
+        serve_ip_addresses: Answer ``GET /v3/webhooks/ip-addresses``
+            (the default); when false it gets the gateway's 404 page,
+            since the current reference lacks the endpoint.
     """
 
     def __init__(
@@ -284,6 +371,11 @@ class FakeNylas:
         latency: float = 0.0,
         rate_limit: float | None = None,
         not_found_status: int = 400,
+        verify_challenge: bool = False,
+        challenge_timeout: float = 10.0,
+        page_size: int | None = None,
+        mock_payload_nested: bool = True,
+        serve_ip_addresses: bool = True,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -297,6 +389,14 @@ class FakeNylas:
             raise ValueError(
                 f"not_found_status must be 400 or 404, got {not_found_status}"
             )
+        if not (math.isfinite(challenge_timeout) and challenge_timeout > 0):
+            raise ValueError(
+                f"challenge_timeout must be > 0, got {challenge_timeout!r}"
+            )
+        if page_size is not None and not (
+            isinstance(page_size, int) and page_size > 0
+        ):
+            raise ValueError(f"page_size must be > 0, got {page_size!r}")
 
         self._api_key = api_key.encode()
         self._random_faults = random_faults
@@ -312,19 +412,31 @@ class FakeNylas:
             )
         )
         self._not_found_status = not_found_status
+        self._verify_challenge = verify_challenge
+        self._challenge_timeout = challenge_timeout
+        self._page_size = page_size
+        self._mock_payload_nested = mock_payload_nested
+        self._serve_ip_addresses = serve_ip_addresses
+        self._application_id = str(uuid.uuid4())
+        self._started = int(time.time())
 
         self._destinations: dict[str, _Destination] = {}
         self._rotations: Counter[str] = Counter()
         self._scripted: list[_Scripted] = []
         self._requests: list[RecordedRequest] = []
         self._closing: asyncio.Event | None = None
-        self._operations: Mapping[str, Callable[[_Call], _Reply]] = {
+        self._operations: Mapping[
+            str, Callable[[_Call], Awaitable[_Reply]]
+        ] = {
             "rotate": self._rotate,
             "create": self._create,
             "list": self._list,
             "get": self._get,
             "update": self._update,
             "delete": self._delete,
+            "mock_payload": self._mock_payload,
+            "send_test_event": self._send_test_event,
+            "ip_addresses": self._ip_addresses,
         }
 
         self._app = web.Application()
@@ -336,6 +448,11 @@ class FakeNylas:
     def app(self) -> web.Application:
         """The aiohttp application that serves the fake."""
         return self._app
+
+    @property
+    def application_id(self) -> str:
+        """The application id the fake's notifications carry."""
+        return self._application_id
 
     @property
     def webhook_ids(self) -> list[str]:
@@ -410,6 +527,46 @@ class FakeNylas:
         """How many rotations the fake committed for *webhook_id*; 0 for
         unknown ids. Deleting a destination keeps its count."""
         return self._rotations[webhook_id]
+
+    async def deliver(
+        self,
+        webhook_id: str,
+        trigger_type: str = "message.created",
+        payload: Mapping[str, Any] | None = None,
+        *,
+        secret: str | None = None,
+    ) -> int:
+        """
+        Deliver a notification to a destination's URL as Nylas does, and
+        return the HTTP status its receiver answered.
+
+        The body is *payload* as given (send one twice to repeat a
+        notification id), or by default a new notification of
+        *trigger_type*. It is signed with the destination's current
+        secret, or with *secret* to test a refusal, and sent gzip-
+        compressed with ``Content-Encoding: gzip`` when the destination
+        has ``compressed_delivery``, the signature then covering the
+        compressed bytes. Only ``http://127.0.0.1`` URLs are delivered
+        to.
+
+        Raises:
+            KeyError: No destination has this id.
+            ValueError: The destination's URL is not on 127.0.0.1.
+            ConnectionError: The receiver could not be reached.
+            TimeoutError: The receiver did not answer within 10 s.
+        """
+        from ._delivery import deliver
+
+        destination = self._destinations[webhook_id]
+        if payload is None:
+            payload = mock_notification(trigger_type, self._application_id)
+
+        return await deliver(
+            destination.webhook_url,
+            notification=payload,
+            secret=destination.secret if secret is None else secret,
+            compressed=destination.compressed_delivery,
+        )
 
     def inject(
         self,
@@ -495,6 +652,8 @@ class FakeNylas:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         operation, webhook_id = _match(request.method, request.path)
+        if operation == "ip_addresses" and not self._serve_ip_addresses:
+            operation = None
         exchange = _Exchange(str(uuid.uuid4()), secrets.token_hex(16))
         record = RecordedRequest(
             method=request.method,
@@ -504,6 +663,7 @@ class FakeNylas:
             client_request_id=request.headers.get("X-Request-ID"),
             attempt=_attempt(request.headers.get("X-Request-Attempt")),
             request_id=exchange.request_id,
+            query=dict(request.query),
         )
         log, index = self._requests, len(self._requests)
         log.append(record)
@@ -543,9 +703,9 @@ class FakeNylas:
             return _rate_limited(None, False, exchange)
 
         exchange.fault = fault = self._take_fault(operation, webhook_id)
-        call = _Call(webhook_id, await request.read())
+        call = _Call(webhook_id, await request.read(), dict(request.query))
         if fault is None:
-            return _render(self._run(operation, call), exchange)
+            return _render(await self._run(operation, call), exchange)
 
         return await self._apply(fault, operation, call, exchange)
 
@@ -557,19 +717,19 @@ class FakeNylas:
             case "delay":
                 if not await self._pause(fault.seconds):
                     return None
-                return _render(self._run(operation, call), exchange)
+                return _render(await self._run(operation, call), exchange)
             case "slow":
-                reply = self._run(operation, call)
+                reply = await self._run(operation, call)
                 if not await self._pause(fault.seconds):
                     return None
                 return _render(reply, exchange)
             case "bad_body":
                 assert fault.body_kind is not None
-                reply = self._run(operation, call)
+                reply = await self._run(operation, call)
                 return _bad_body(fault.body_kind, reply, exchange)
 
         if fault.after_commit:
-            self._run(operation, call)
+            await self._run(operation, call)
         if fault.kind == "rate_limited":
             return _rate_limited(fault.retry_after, fault.http_date, exchange)
         if fault.kind == "server_error":
@@ -598,9 +758,9 @@ class FakeNylas:
 
         return self._random_faults.pick(self._rng)
 
-    def _run(self, operation: str, call: _Call) -> _Reply:
+    async def _run(self, operation: str, call: _Call) -> _Reply:
         try:
-            return self._operations[operation](call)
+            return await self._operations[operation](call)
         except _ApiError as error:
             return error.reply
 
@@ -613,7 +773,7 @@ class FakeNylas:
 
         return destination
 
-    def _rotate(self, call: _Call) -> _Reply:
+    async def _rotate(self, call: _Call) -> _Reply:
         destination = self._find(call.webhook_id)
         destination.secret = _new_secret()
         destination.updated_at = int(time.time())
@@ -621,7 +781,7 @@ class FakeNylas:
 
         return _Reply(200, {"data": destination.to_rotated_json()})
 
-    def _create(self, call: _Call) -> _Reply:
+    async def _create(self, call: _Call) -> _Reply:
         payload = _json_object(call.body)
         trigger_types = _trigger_types(payload)
         webhook_url = _webhook_url(payload)
@@ -630,6 +790,8 @@ class FakeNylas:
         compressed = _boolean(payload, "compressed_delivery")
         if trigger_types is None or webhook_url is None:
             raise _invalid("trigger_types and webhook_url are required")
+        if self._verify_challenge:
+            await self._challenge(webhook_url)
 
         destination = self._new_destination(
             webhook_url=webhook_url,
@@ -643,17 +805,29 @@ class FakeNylas:
 
         return _Reply(200, {"data": destination.to_json(secret=True)})
 
-    def _list(self, call: _Call) -> _Reply:
-        data = [d.to_json(secret=False) for d in self._destinations.values()]
+    async def _list(self, call: _Call) -> _Reply:
+        destinations = list(self._destinations.values())
+        if self._page_size is None:
+            data = [d.to_json(secret=False) for d in destinations]
+            return _Reply(200, {"data": data})
 
-        return _Reply(200, {"data": data})
+        size = min(self._page_size, _limit(call.query))
+        start = _page_start(call.query)
+        end = start + size
+        body: dict[str, object] = {
+            "data": [d.to_json(secret=False) for d in destinations[start:end]]
+        }
+        if end < len(destinations):
+            body["next_cursor"] = f"p{end}"
 
-    def _get(self, call: _Call) -> _Reply:
+        return _Reply(200, body)
+
+    async def _get(self, call: _Call) -> _Reply:
         destination = self._find(call.webhook_id)
 
         return _Reply(200, {"data": destination.to_json(secret=False)})
 
-    def _update(self, call: _Call) -> _Reply:
+    async def _update(self, call: _Call) -> _Reply:
         destination = self._find(call.webhook_id)
         payload = _json_object(call.body)
         trigger_types = _trigger_types(payload)
@@ -683,11 +857,104 @@ class FakeNylas:
 
         return _Reply(200, {"data": destination.to_json(secret=False)})
 
-    def _delete(self, call: _Call) -> _Reply:
+    async def _delete(self, call: _Call) -> _Reply:
         destination = self._find(call.webhook_id)
         del self._destinations[destination.id]
 
         return _Reply(200, {"data": {"status": "success"}})
+
+    async def _mock_payload(self, call: _Call) -> _Reply:
+        payload = _json_object(call.body)
+        trigger_type = _mock_trigger_type(payload)
+        _string(payload, "webhook_url")
+
+        notification = mock_notification(trigger_type, self._application_id)
+        if self._mock_payload_nested:
+            return _Reply(200, {"data": {"data": notification}})
+
+        return _Reply(200, {"data": notification})
+
+    async def _send_test_event(self, call: _Call) -> _Reply:
+        payload = _json_object(call.body)
+        trigger_type = _mock_trigger_type(payload)
+        webhook_url = _webhook_url(payload)
+        if webhook_url is None:
+            raise _invalid("webhook_url is required")
+
+        outcome = await self._deliver_test_event(trigger_type, webhook_url)
+
+        return _Reply(200, {"data": outcome})
+
+    async def _deliver_test_event(
+        self, trigger_type: str, webhook_url: str
+    ) -> str:
+        """
+        Deliver a test notification of *trigger_type* to *webhook_url*,
+        signed with the secret ``mock-webhook-secret`` as Nylas does,
+        and return the ``data`` string of the reply: ``"success"`` when
+        the receiver answered 2xx, ``"failed"`` otherwise.
+
+        Raises the 400 refusal for a URL outside 127.0.0.1.
+        """
+        from ._delivery import TEST_EVENT_SECRET, deliver
+
+        notification = mock_notification(trigger_type, self._application_id)
+        try:
+            status = await deliver(
+                webhook_url,
+                notification=notification,
+                secret=TEST_EVENT_SECRET,
+            )
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+        except (ConnectionError, TimeoutError):
+            return "failed"
+
+        return "success" if 200 <= status < 300 else "failed"
+
+    async def _ip_addresses(self, call: _Call) -> _Reply:
+        data = {
+            "ip_addresses": list(FAKE_IP_ADDRESSES),
+            "updated_at": self._started,
+        }
+
+        return _Reply(200, {"data": data})
+
+    async def _challenge(self, webhook_url: str) -> None:
+        """
+        Send Nylas's challenge to *webhook_url*; raise the ``"70005"``
+        refusal unless it answers 200 with exactly the challenge value
+        within the challenge timeout.
+        """
+        try:
+            url = yarl.URL(webhook_url)
+        except ValueError:
+            raise _unverified("invalid url") from None
+        if url.scheme != "http" or url.host != _CHALLENGE_HOST:
+            raise _unverified(
+                f"the fake challenges only http://{_CHALLENGE_HOST} URLs"
+            )
+
+        value = secrets.token_urlsafe(24)
+        timeout = aiohttp.ClientTimeout(total=self._challenge_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(
+                    url.update_query(challenge=value), allow_redirects=False
+                ) as response,
+            ):
+                status = response.status
+                body = await response.read()
+        except TimeoutError:
+            raise _unverified("timeout waiting for the challenge") from None
+        except aiohttp.ClientError:
+            raise _unverified("could not connect to the webhook_url") from None
+
+        if status != 200:
+            raise _unverified(f"status is not ok, got {status}")
+        if body != value.encode():
+            raise _unverified("challenge value mismatch")
 
 
 def _new_id() -> str:
@@ -746,6 +1013,76 @@ def _boolean(payload: Mapping[str, object], key: str) -> bool | None:
         raise _invalid(f"{key} must be true or false")
 
     return value
+
+
+def _mock_trigger_type(payload: Mapping[str, object]) -> str:
+    """The one trigger type of a mock-payload or send-test-event body."""
+    trigger_type = _string(payload, "trigger_type")
+    if trigger_type is None:
+        raise _invalid("trigger_type is required")
+    if trigger_type not in MOCK_TRIGGER_TYPES:
+        raise _invalid(f"trigger_type: invalid value {trigger_type!r}")
+
+    return trigger_type
+
+
+def _limit(query: Mapping[str, str]) -> int:
+    """The ``limit`` of a list request; unlimited when absent."""
+    raw = query.get("limit")
+    if raw is None:
+        return 2**31
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 0 < int(raw) <= 1000:
+        raise _invalid("limit must be an integer from 1 to 1000")
+
+    return int(raw)
+
+
+def _page_start(query: Mapping[str, str]) -> int:
+    """Where the page that ``page_token`` names starts, 0-based."""
+    token = query.get("page_token")
+    if token is None:
+        return 0
+    found = _PAGE_TOKEN.fullmatch(token)
+    if found is None:
+        raise _invalid("invalid page_token")
+
+    return int(found.group(1))
+
+
+def mock_notification(
+    trigger_type: str, application_id: str
+) -> dict[str, Any]:
+    """
+    An example notification of *trigger_type*, shaped like the ones
+    Nylas delivers: the CloudEvents-style envelope around
+    ``data.object``.  ``.truncated`` variants lack the message body.
+    """
+    kind = trigger_type.split(".", 1)[0]
+    obj: dict[str, Any] = {
+        "id": _new_id(),
+        "grant_id": str(uuid.uuid4()),
+        "object": kind,
+    }
+    if kind in ("message", "thread"):
+        obj |= {
+            "subject": "Hello from the fake Nylas",
+            "from": [{"name": "Fake Sender", "email": "sender@example.com"}],
+            "to": [{"email": "recipient@example.com"}],
+            "snippet": "Hello from the fake Nylas",
+            "date": int(time.time()),
+        }
+        if not trigger_type.endswith(".truncated"):
+            obj["body"] = "<p>Hello from the fake Nylas</p>"
+
+    return {
+        "specversion": "1.0",
+        "type": trigger_type,
+        "source": "/nylas/fake",
+        "id": str(uuid.uuid4()),
+        "time": int(time.time()),
+        "webhook_delivery_attempt": 1,
+        "data": {"application_id": application_id, "object": obj},
+    }
 
 
 def _trigger_types(payload: Mapping[str, object]) -> list[str] | None:

@@ -104,6 +104,7 @@ def serve_forever(
     latency: float,
     rate_limit: float | None,
     print_fn: Callable[[str], object],
+    verify_challenge: bool = False,
 ) -> None:
     """
     Serve a fake Nylas until SIGINT or SIGTERM, then return.
@@ -112,6 +113,8 @@ def serve_forever(
     URL, the seeded ids and the settings through *print_fn*, but never
     the key or a secret. With a *fault_rate* above 0, that share of
     requests gets the default mix of `RandomFaults`, seeded with *seed*.
+    With *verify_challenge*, creates challenge their loopback webhook
+    URL as `FakeNylas` describes.
 
     Raises:
         ValueError: An argument is out of range.
@@ -128,6 +131,7 @@ def serve_forever(
         random_faults=random_faults,
         latency=latency,
         rate_limit=rate_limit,
+        verify_challenge=verify_challenge,
     )
     _seed(fake, seed_webhooks, random.Random(seed))
 
@@ -138,6 +142,8 @@ def serve_forever(
         settings.append(f"Latency: {latency:g} s")
     if rate_limit is not None:
         settings.append(f"Rate limit: {rate_limit:g} requests/s")
+    if verify_challenge:
+        settings.append("Challenge: on create, 127.0.0.1 URLs only")
 
     asyncio.run(_serve(fake, host, port, settings, print_fn))
 
