@@ -1,0 +1,86 @@
+"""``nylas-async fake-server``: the fake Nylas on a loopback port."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("fake-server")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; keep it on loopback.",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True
+)
+@click.option(
+    "--api-key",
+    envvar="NYLAS_API_KEY",
+    required=True,
+    help="The only key the fake accepts [env NYLAS_API_KEY].",
+)
+@click.option(
+    "--seed-webhooks",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Destinations to create at start.",
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of requests that get a random fault.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds added to every reply.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests per second admitted; 429 above.  Off by default.",
+)
+def fake_server(
+    host: str,
+    port: int,
+    api_key: str,
+    seed_webhooks: int,
+    fault_rate: float,
+    seed: int,
+    latency: float,
+    rate_limit: float | None,
+) -> None:
+    """
+    Serve a fake Nylas webhooks API until Ctrl-C.
+
+    It keeps destinations in memory, checks the Bearer key, answers
+    like Nylas (errors included) and can inject faults.  Point a client
+    at the printed URL with the same key.
+    """
+    from ..testing._server import serve_forever
+
+    try:
+        serve_forever(
+            host=host,
+            port=port,
+            api_key=api_key,
+            seed_webhooks=seed_webhooks,
+            fault_rate=fault_rate,
+            seed=seed,
+            latency=latency,
+            rate_limit=rate_limit,
+            print_fn=lambda line: click.echo(line, err=False),
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
