@@ -117,10 +117,10 @@ def decode(reply: Reply, cls: type[T]) -> Response[T]:
     )
 
 
-def _reply_error(reply: Reply, message: str, field: str) -> DecodeError:
+def _reply_error(reply: Reply, problem: str, field: str) -> DecodeError:
     return DecodeError(
-        message,
-        problems=[(field, message)],
+        f"the reply's {field} is unusable",
+        problems=[(field, problem)],
         method=reply.method,
         path=reply.path,
         client_request_id=reply.client_request_id,
