@@ -1,0 +1,450 @@
+"""
+``nylas-async rotate`` against the fake Nylas over loopback.
+
+CliRunner tests serve the fake from a thread, since the command runs
+its own event loop; the kill tests run the command as a subprocess and
+serve the fake from the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from nylas_async import read_journal
+from nylas_async._cli import main
+from nylas_async.testing import FakeNylas, FakeServer, Fault
+
+KEY = "nyk_cli_test"
+
+
+class Served:
+    """A fake Nylas served on loopback from a thread of its own."""
+
+    def __init__(self, fake: FakeNylas) -> None:
+        self.fake = fake
+        self.url = ""
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._serve(),)
+        )
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with FakeServer(self.fake) as server:
+            self.url = server.url
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> Served:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    with Served(FakeNylas(KEY)) as s:
+        yield s
+
+
+def _invoke(served: Served, *args: str, input: str | None = None) -> Result:
+    env = {"NYLAS_API_KEY": KEY, "NYLAS_API_URI": served.url}
+    return CliRunner().invoke(
+        main, ["rotate", *args], env=env, input=input, catch_exceptions=False
+    )
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+@pytest.fixture
+def on_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the command believe its stdout is a terminal."""
+    monkeypatch.setattr(
+        "nylas_async._cli._rotate._stdout_is_terminal", lambda: True
+    )
+
+
+class TestRotateCommand:
+    def test_secrets_to_a_pipe(self, served: Served) -> None:
+        """Without a journal, each line carries the new secret; exit 0."""
+        ids = [served.fake.add_webhook() for _ in range(3)]
+
+        result = _invoke(served, *ids, "--rate", "0")
+
+        assert result.exit_code == 0, result.output
+        lines = _lines(result.stdout)
+        assert sorted(line["webhook_id"] for line in lines) == sorted(ids)
+        for line in lines:
+            assert line["outcome"] == "rotated"
+            assert line["webhook_secret"] == served.fake.secret_of(
+                line["webhook_id"]
+            )
+            assert line["request_id"]
+            assert line["client_request_id"]
+        assert "Rotation summary" in result.stderr
+
+    def test_refuses_terminal(self, served: Served, on_terminal: None) -> None:
+        """On a terminal with neither --journal nor --out, nothing rotates."""
+        wid = served.fake.add_webhook()
+
+        result = _invoke(served, wid)
+
+        assert result.exit_code == 2
+        assert "refusing to print new secrets on a terminal" in result.stderr
+        assert served.fake.requests == []
+
+    def test_journal_keeps_secrets_off_stdout(
+        self, served: Served, on_terminal: None, tmp_path: Path
+    ) -> None:
+        """With --journal, stdout lines carry no secret; the journal does."""
+        ids = [served.fake.add_webhook() for _ in range(3)]
+        journal = tmp_path / "j.jsonl"
+
+        result = _invoke(served, *ids, "--journal", str(journal))
+
+        assert result.exit_code == 0, result.output
+        assert all("webhook_secret" not in x for x in _lines(result.stdout))
+        for webhook_id in ids:
+            secret = served.fake.secret_of(webhook_id)
+            assert secret not in result.output
+            assert read_journal(journal)[webhook_id].webhook_secret == secret
+
+    def test_out_file(
+        self, served: Served, on_terminal: None, tmp_path: Path
+    ) -> None:
+        """--out receives the lines with secrets, in a file only we read."""
+        wid = served.fake.add_webhook()
+        out = tmp_path / "out.jsonl"
+
+        result = _invoke(served, wid, "--out", str(out))
+
+        assert result.exit_code == 0, result.output
+        assert result.stdout == ""
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        [line] = _lines(out.read_text())
+        assert line["webhook_secret"] == served.fake.secret_of(wid)
+
+    def test_some_failed(self, served: Served) -> None:
+        """An id that does not exist fails, and the exit status is 3."""
+        wid = served.fake.add_webhook()
+
+        result = _invoke(served, wid, "nosuchwebhook")
+
+        assert result.exit_code == 3
+        outcomes = {
+            x["webhook_id"]: x["outcome"] for x in _lines(result.stdout)
+        }
+        assert outcomes == {wid: "rotated", "nosuchwebhook": "failed"}
+        assert "failed: nosuchwebhook" in result.stderr
+
+    def test_some_unknown(self, served: Served, tmp_path: Path) -> None:
+        """A rotation whose reply is lost leaves exit status 4."""
+        wid = served.fake.add_webhook()
+        served.fake.inject(
+            Fault.drop(after_commit=True),
+            Fault.rate_limited(60),
+            webhook_id=wid,
+        )
+        journal = tmp_path / "j.jsonl"
+
+        result = _invoke(served, wid, "--journal", str(journal))
+
+        assert result.exit_code == 4
+        assert read_journal(journal)[wid].outcome == "unknown"
+        assert "--resume" in result.stderr
+        assert served.fake.rotations_of(wid) == 1
+
+    def test_resume(self, served: Served, tmp_path: Path) -> None:
+        """A resumed run skips what is rotated and redoes the unknown."""
+        ids = [served.fake.add_webhook() for _ in range(3)]
+        served.fake.inject(
+            Fault.drop(after_commit=True),
+            Fault.rate_limited(60),
+            webhook_id=ids[0],
+        )
+        journal = tmp_path / "j.jsonl"
+        assert _invoke(served, *ids, "--journal", str(journal)).exit_code == 4
+
+        result = _invoke(served, *ids, "--journal", str(journal), "--resume")
+
+        assert result.exit_code == 0, result.output
+        outcomes = {
+            x["webhook_id"]: x["outcome"] for x in _lines(result.stdout)
+        }
+        assert outcomes == {
+            ids[0]: "rotated",
+            ids[1]: "skipped",
+            ids[2]: "skipped",
+        }
+        assert [served.fake.rotations_of(w) for w in ids] == [2, 1, 1]
+
+    def test_dry_run(self, served: Served, tmp_path: Path) -> None:
+        """--dry-run says what it would do and sends nothing."""
+        wid = served.fake.add_webhook()
+
+        result = _invoke(served, wid, "bad/id", wid, "--dry-run")
+
+        assert result.exit_code == 0, result.output
+        actions = {x["webhook_id"]: x["action"] for x in _lines(result.stdout)}
+        assert actions == {wid: "rotate", "bad/id": "fail"}
+        assert "nothing was rotated" in result.stderr
+        assert served.fake.requests == []
+
+    def test_dry_run_resume(self, served: Served, tmp_path: Path) -> None:
+        """A resumed dry run shows the ids the journal settles as skipped."""
+        ids = [served.fake.add_webhook() for _ in range(2)]
+        journal = tmp_path / "j.jsonl"
+        _invoke(served, ids[0], "--journal", str(journal))
+        served.fake.clear_requests()
+
+        result = _invoke(
+            served, *ids, "--journal", str(journal), "--resume", "--dry-run"
+        )
+
+        actions = {x["webhook_id"]: x["action"] for x in _lines(result.stdout)}
+        assert actions == {ids[0]: "skip", ids[1]: "rotate"}
+        assert served.fake.requests == []
+
+    def test_canary_stops(self, served: Served) -> None:
+        """A failing canary stops the command before the other ids."""
+        ids = [served.fake.add_webhook() for _ in range(5)]
+
+        result = _invoke(
+            served, "nosuchwebhook", *ids, "--canary", "1", "--rate", "0"
+        )
+
+        assert result.exit_code == 3
+        assert "canary failed" in result.stderr
+        assert all(served.fake.rotations_of(w) == 0 for w in ids)
+
+    def test_canary_passes(self, served: Served) -> None:
+        """A good canary lets the rest go on."""
+        ids = [served.fake.add_webhook() for _ in range(5)]
+
+        result = _invoke(served, *ids, "--canary", "2")
+
+        assert result.exit_code == 0, result.output
+        assert all(served.fake.rotations_of(w) == 1 for w in ids)
+
+    def test_all(self, served: Served) -> None:
+        """--all rotates every destination the application has."""
+        ids = [served.fake.add_webhook() for _ in range(7)]
+
+        result = _invoke(served, "--all", "--rate", "0")
+
+        assert result.exit_code == 0, result.output
+        assert all(served.fake.rotations_of(w) == 1 for w in ids)
+
+    def test_ids_from_stdin(self, served: Served) -> None:
+        """--ids-file - reads ids from stdin, skipping blanks and comments."""
+        ids = [served.fake.add_webhook() for _ in range(2)]
+        text = f"# ids\n{ids[0]}\n\n  {ids[1]}  \n{ids[0]}\n"
+
+        result = _invoke(served, "--ids-file", "-", input=text)
+
+        assert result.exit_code == 0, result.output
+        assert sorted(
+            x["webhook_id"] for x in _lines(result.stdout)
+        ) == sorted(ids)
+        assert all(served.fake.rotations_of(w) == 1 for w in ids)
+
+    def test_ids_from_file_and_arguments(
+        self, served: Served, tmp_path: Path
+    ) -> None:
+        """Ids from arguments and a file are rotated together, once each."""
+        ids = [served.fake.add_webhook() for _ in range(4)]
+        path = tmp_path / "ids.txt"
+        path.write_text("\n".join(ids[1:]) + "\n")
+
+        result = _invoke(served, ids[0], ids[1], "--ids-file", str(path))
+
+        assert result.exit_code == 0, result.output
+        assert [served.fake.rotations_of(w) for w in ids] == [1, 1, 1, 1]
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            pytest.param([], "give webhook ids", id="no-ids"),
+            pytest.param(["--all", "wh1"], "--all takes no", id="all-and-ids"),
+            pytest.param(["wh1", "--resume"], "--resume needs", id="resume"),
+            pytest.param(
+                ["wh1", "--journal", "same", "--out", "same"],
+                "different files",
+                id="same-file",
+            ),
+            pytest.param(["wh1", "--concurrency", "0"], "0", id="workers"),
+        ],
+    )
+    def test_usage_errors(
+        self, served: Served, args: list[str], message: str
+    ) -> None:
+        """Bad usage exits 2 with a message, before any request."""
+        result = _invoke(served, *args)
+
+        assert result.exit_code == 2
+        assert message in result.stderr
+        assert "Traceback" not in result.output
+        assert served.fake.requests == []
+
+    def test_shared_journal_refused(
+        self, served: Served, tmp_path: Path
+    ) -> None:
+        """A journal other users can read is refused before any request."""
+        journal = tmp_path / "j.jsonl"
+        journal.write_text("")
+        journal.chmod(0o644)
+
+        result = _invoke(served, "wh1", "--journal", str(journal))
+
+        assert result.exit_code == 1
+        assert "open to other users" in result.stderr
+        assert served.fake.requests == []
+
+    def test_missing_key(self, tmp_path: Path) -> None:
+        """Without an API key the command says so, without a traceback."""
+        env = {"NYLAS_API_KEY": "", "NYLAS_API_URI": "http://127.0.0.1:9"}
+
+        result = CliRunner().invoke(main, ["rotate", "wh1"], env=env)
+
+        assert result.exit_code == 2
+        assert "no Nylas API key" in result.stderr
+
+    def test_help_documents_exit_status(self) -> None:
+        """The help names every exit status the command uses."""
+        result = CliRunner().invoke(main, ["rotate", "--help"])
+
+        listed = re.findall(r"^ +(\d+) ", result.stdout, re.MULTILINE)
+        assert listed == ["0", "1", "2", "3", "4", "130"]
+        assert "143 by SIGTERM" in result.stdout
+
+
+def _cli(*args: str) -> list[str]:
+    code = "from nylas_async._cli import main; main()"
+    return [sys.executable, "-c", code, "-q", "rotate", *args]
+
+
+def _rotated_records(journal: Path) -> int:
+    try:
+        return journal.read_bytes().count(b'"outcome":"rotated"')
+    except FileNotFoundError:
+        return 0
+
+
+async def _wait_for_records(journal: Path, rotated: int) -> None:
+    # Another process writes the file: there is no event to wait on.
+    async with asyncio.timeout(30):
+        while _rotated_records(journal) < rotated:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+class TestKilled:
+    async def test_sigkill_then_resume(self, tmp_path: Path) -> None:
+        """
+        A CLI killed with SIGKILL mid-batch loses no secret: resuming
+        rotates what was left, and nothing already rotated again.
+        """
+        fake = FakeNylas(KEY, latency=0.03)
+        ids = [fake.add_webhook() for _ in range(300)]
+        fake.inject(*[Fault.drop(after_commit=True)] * 3, operation="rotate")
+        ids_file = tmp_path / "ids.txt"
+        ids_file.write_text("\n".join(ids) + "\n")
+        journal = tmp_path / "journal.jsonl"
+
+        async with FakeServer(fake) as server:
+            env = {**os.environ, "NYLAS_API_KEY": KEY}
+            env["NYLAS_API_URI"] = server.url
+            args = _cli(
+                "--ids-file", str(ids_file), "--journal", str(journal),
+                "--concurrency", "4", "--rate", "0",
+            )  # fmt: skip
+            with (tmp_path / "err1").open("wb") as err:
+                first = await asyncio.create_subprocess_exec(
+                    *args,
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=err,
+                )
+                await _wait_for_records(journal, 40)
+                first.kill()
+                assert await first.wait() == -signal.SIGKILL
+
+            before = read_journal(journal)
+            done = {w for w, r in before.items() if r.outcome == "rotated"}
+            counts = {w: fake.rotations_of(w) for w in ids}
+            assert 40 <= len(done) < 300
+
+            with (tmp_path / "err2").open("wb") as err:
+                second = await asyncio.create_subprocess_exec(
+                    *args, "--resume",
+                    env=env, stdout=asyncio.subprocess.DEVNULL, stderr=err,
+                )  # fmt: skip
+                code = await second.wait()
+            assert code == 0, (tmp_path / "err2").read_text()
+
+        latest = read_journal(journal)
+        for webhook_id in ids:
+            assert latest[webhook_id].outcome == "rotated"
+            assert latest[webhook_id].webhook_secret == fake.secret_of(
+                webhook_id
+            )
+        for webhook_id in done:
+            assert fake.rotations_of(webhook_id) == counts[webhook_id]
+            assert latest[webhook_id] == before[webhook_id]
+
+    async def test_sigterm_is_graceful(self, tmp_path: Path) -> None:
+        """
+        SIGTERM stops taking ids, settles those in flight in the journal
+        and exits 143; no id is left with only a started record.
+        """
+        fake = FakeNylas(KEY, latency=0.03)
+        ids = [fake.add_webhook() for _ in range(300)]
+        journal = tmp_path / "journal.jsonl"
+        out = tmp_path / "out.jsonl"
+
+        async with FakeServer(fake) as server:
+            env = {**os.environ, "NYLAS_API_KEY": KEY}
+            env["NYLAS_API_URI"] = server.url
+            with (tmp_path / "err").open("wb") as err:
+                process = await asyncio.create_subprocess_exec(
+                    *_cli(*ids, "--journal", str(journal), "--out", str(out),
+                          "--concurrency", "4", "--rate", "0"),
+                    env=env, stdout=asyncio.subprocess.DEVNULL, stderr=err,
+                )  # fmt: skip
+                await _wait_for_records(journal, 20)
+                process.send_signal(signal.SIGTERM)
+                code = await process.wait()
+
+        assert code == 143, (tmp_path / "err").read_text()
+        latest = read_journal(journal)
+        assert len(latest) < 300
+        assert {r.outcome for r in latest.values()} <= {"rotated", "unknown"}
+        lines = _lines(out.read_text())
+        assert {x["webhook_id"] for x in lines} == set(latest)
+        for webhook_id, record in latest.items():
+            if record.outcome == "rotated":
+                assert record.webhook_secret == fake.secret_of(webhook_id)
+        assert "SIGTERM" in (tmp_path / "err").read_text()
