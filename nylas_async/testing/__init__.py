@@ -4,7 +4,9 @@ An in-memory fake of the Nylas v3 webhooks API, for tests and demos.
 `FakeNylas` holds the destinations and serves them as an aiohttp
 application; `FakeServer` runs it on a loopback port. The fake can
 misbehave on purpose with scripted `Fault` s or `RandomFaults`, and keeps
-a `RecordedRequest` for every request it receives.
+a `RecordedRequest` for every request it receives. With
+``verify_challenge=True`` it challenges the webhook URL of each create
+as Nylas does, contacting nothing but ``127.0.0.1``.
 """
 
 from ._fake import FakeNylas, RecordedRequest
