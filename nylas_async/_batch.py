@@ -238,9 +238,10 @@ class RetryBudget:
 
 class _Pace:
     """
-    The batch's own pace, below the client's *base* rate after a 429.
+    The batch's own pace, below the client's *base* rate after a 429
+    that did not say how long to wait.
 
-    A 429 halves the rate (the workers hit by one burst within
+    Such a 429 halves the rate (the workers hit by one burst within
     *cooldown* seconds count once), down to a sixteenth of *base*; every
     *recover*
     seconds without a 429 adds a tenth of *base* back, and at *base*
@@ -252,8 +253,8 @@ class _Pace:
         self,
         base: float | None,
         *,
-        recover: float = 2.0,
-        cooldown: float = 0.25,
+        recover: float = 1.0,
+        cooldown: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base = base
@@ -310,7 +311,11 @@ class _Hooks:
 
     def may_retry(self, error: BaseException) -> bool:
         if isinstance(error, RateLimitedError):
-            self.pace.slow_down()
+            # With Retry-After, the transport already holds every worker
+            # as long as Nylas asked; cutting the pace too would keep
+            # the batch slow long after.
+            if error.retry_after is None:
+                self.pace.slow_down()
         elif self.budget is not None:
             if self.tokens < 1:
                 self.denied += 1

@@ -655,6 +655,17 @@ class TestRetryBudget:
         assert hooks.may_retry(_error(RateLimitedError, 429))
         assert not hooks.may_retry(_error(ServerError, 500))
 
+    def test_only_silent_429s_cut_the_pace(self) -> None:
+        """A 429 with Retry-After pauses instead; one without cuts pace."""
+        hooks = _Hooks(_Pace(40.0), RetryBudget())
+        told = _error(RateLimitedError, 429)
+        told.retry_after = 1.0  # type: ignore[attr-defined]
+
+        hooks.may_retry(told)
+        assert hooks.pace.rate is None
+        hooks.may_retry(_error(RateLimitedError, 429))
+        assert hooks.pace.rate == 20.0
+
     def test_reserve_caps_savings(self) -> None:
         """Successes never save more than the reserve."""
         hooks = _Hooks(_Pace(None), RetryBudget(ratio=1, reserve=1))
@@ -672,10 +683,10 @@ class TestPace:
 
         pace.slow_down()
         assert pace.rate == 20.0
-        clock[0] += 0.1
+        clock[0] += 0.3
         pace.slow_down()
         assert pace.rate == 20.0
-        clock[0] += 0.2
+        clock[0] += 0.3
         pace.slow_down()
         assert pace.rate == 10.0
 

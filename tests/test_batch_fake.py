@@ -34,8 +34,9 @@ from nylas_async.testing import FakeNylas, FakeServer, Fault, RandomFaults
 KEY = "nyk_batch_test"
 FAST = RetryPolicy(initial=0.01, maximum=0.05)
 
-#: The default mix plus HTTP-date 429s and replies slower than the
-#: client's attempt timeout.
+#: The default mix plus HTTP-date 429s, replies slower than the client's
+#: attempt timeout, and damaged 200 bodies (a truncated one may hold
+#: the new secret, which no error text may then show).
 MIX = {
     "rate_limited": 1.0,
     "rate_limited_retry_after": 1.0,
@@ -47,6 +48,8 @@ MIX = {
     "drop_before_commit": 1.0,
     "drop_after_commit": 1.0,
     "slow": 0.5,
+    "bad_body_truncated": 0.5,
+    "bad_body_not_json": 0.5,
 }
 
 Arrivals = list[tuple[float, int]]

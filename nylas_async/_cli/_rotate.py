@@ -317,7 +317,9 @@ def _lines(file: IO[str]) -> Iterator[str]:
 
 def _count(settings: _Settings) -> int | None:
     """The number of distinct ids, when it can be known up front."""
-    if settings.ids_file == "-":
+    path = settings.ids_file
+    if path is not None and (path == "-" or not os.path.isfile(path)):
+        # Reading a pipe twice would consume the ids before the batch.
         return None
     try:
         return len(set(_read_ids(settings)))
@@ -418,7 +420,10 @@ async def _follow(
     settings: _Settings,
 ) -> None:
     """Write a line per outcome while the progress bar follows."""
-    progress = _progress(console)
+    # When stdout is the terminal the bar is on, rich carries the lines
+    # above the bar; they must then go through the sys.stdout it swaps in.
+    on_screen = stream is sys.stdout and stream.isatty()
+    progress = _progress(console, redirect_stdout=on_screen)
     with progress, _logs_above(progress):
         task = progress.add_task(
             "rotating", total=total, retries=0, failed=0, unknown=0
@@ -427,9 +432,8 @@ async def _follow(
             report.add(outcome)
             line = _line(outcome, settings)
             # Without a journal, the --out file is the secret's only home.
-            _emit(
-                stream, line, fsync=settings.fsync and "webhook_secret" in line
-            )
+            fsync = settings.fsync and "webhook_secret" in line
+            _emit(sys.stdout if on_screen else stream, line, fsync=fsync)
             now = batch.progress
             progress.update(
                 task,
@@ -514,7 +518,7 @@ class _RateColumn(ProgressColumn):
         return Text(shown, style="progress.data.speed")
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, *, redirect_stdout: bool) -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -529,7 +533,7 @@ def _progress(console: Console) -> Progress:
         TimeRemainingColumn(),
         console=console,
         disable=not console.is_terminal,
-        redirect_stdout=False,
+        redirect_stdout=redirect_stdout,
     )
 
 
