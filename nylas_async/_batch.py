@@ -34,6 +34,7 @@ import attrs
 from ._errors import (
     AuthenticationError,
     CallError,
+    ClientClosedError,
     NylasApiError,
     NylasError,
     RateLimitedError,
@@ -92,6 +93,8 @@ class StopReason(enum.StrEnum):
     CANARY_FAILED = "canary failed"
     #: Nylas refused the API key: every other id would fail too.
     AUTHENTICATION = "authentication failed"
+    #: The client was closed while the batch ran.
+    CLIENT_CLOSED = "client closed"
     #: The journal could not be written.
     JOURNAL = "journal failed"
 
@@ -749,9 +752,10 @@ class RotationBatch:
         except NylasError as exc:
             if _ambiguous(exc):
                 return _from_error(webhook_id, Outcome.UNKNOWN, exc, started)
-            if isinstance(exc, AuthenticationError) and not self._stopping:
+            reason = _fatal_reason(exc)
+            if reason is not None and not self._stopping:
                 log.error("stopping the batch: %s", exc)
-                self._stop_reason = StopReason.AUTHENTICATION
+                self._stop_reason = reason
                 self.stop()
             return _from_error(webhook_id, Outcome.FAILED, exc, started)
 
@@ -997,9 +1001,20 @@ def _reasons(attempts: Iterable[Any]) -> tuple[str, ...]:
     return tuple(a.reason for a in attempts if a.reason)
 
 
+def _fatal_reason(exc: NylasError) -> StopReason | None:
+    """Why *exc* means that every other id would fail too, if it does."""
+    if isinstance(exc, AuthenticationError):
+        return StopReason.AUTHENTICATION
+    if isinstance(exc, ClientClosedError):
+        return StopReason.CLIENT_CLOSED
+
+    return None
+
+
 def _transient(exc: NylasError) -> bool:
     """Whether a failed rotation may succeed if tried again later."""
-    if isinstance(exc, TransportError | ServerError | JournalError):
+    transient = TransportError | ServerError | JournalError | ClientClosedError
+    if isinstance(exc, transient):
         return True
 
     return isinstance(exc, NylasApiError) and exc.status in RETRY_STATUSES

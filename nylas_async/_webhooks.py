@@ -652,7 +652,12 @@ class Webhooks:
                 the batch is stopped or cancelled (5).
         """
         from ._batch import RotationBatch
+        from ._errors import ClientClosedError
 
+        if self._transport.closed:
+            raise ClientClosedError(
+                "this client is closed; create a new Client to go on"
+            )
         return RotationBatch(
             self,
             ids,

@@ -26,6 +26,7 @@ from nylas_async import (
     AuthenticationError,
     BatchProgress,
     Client,
+    ClientClosedError,
     NotFoundError,
     NylasError,
     Outcome,
@@ -137,6 +138,14 @@ class TestRotateSecrets:
         assert isinstance(batch, RotationBatch)
         assert "not started" in repr(batch)
         await batch.aclose()
+
+    async def test_closed_client(self) -> None:
+        """A closed client refuses to start a batch."""
+        client = Client(api_key="k", api_uri="http://127.0.0.1:9")
+        await client.aclose()
+
+        with pytest.raises(ClientClosedError):
+            client.webhooks.rotate_secrets(["a"])
 
     @pytest.mark.parametrize(
         ("ids", "options", "message"),
@@ -287,6 +296,19 @@ class TestRotationBatch:
 
         assert batch.summary.stop_reason == StopReason.AUTHENTICATION
         assert len(stub.calls) == 1
+
+    async def test_client_closed_midway_stops(self) -> None:
+        """A client closed mid-batch stops it; the id stays retryable."""
+        stub = Stub()
+        closed = ClientClosedError("this client is closed")
+        stub.errors["wh00000"] = [closed]
+        batch = RotationBatch(stub, _ids(100), concurrency=1)
+
+        [outcome] = await _collect(batch)
+
+        assert batch.summary.stop_reason == StopReason.CLIENT_CLOSED
+        assert outcome.outcome == Outcome.FAILED
+        assert outcome.transient
 
     async def test_progress(self) -> None:
         """on_progress sees every outcome; progress is readable any time."""
