@@ -12,6 +12,7 @@ is on disk before anyone hears of it (see `nylas_async._journal`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -420,6 +421,7 @@ class RotationBatch:
         self._writer: JournalWriter | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._supervisor: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
         self._busy: set[asyncio.Task[None]] = set()
 
         self._canary_left = canary
@@ -518,6 +520,10 @@ class RotationBatch:
         Outcomes not yet iterated are counted in `summary` and, with a
         journal, recorded in it.  Calling it again does nothing.
         """
+        starting = self._starting
+        if starting is not None and not starting.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(starting)
         if self._supervisor is None:
             self._finished = True
             return
@@ -583,9 +589,14 @@ class RotationBatch:
         return end - self._started
 
     async def _start(self) -> None:
-        if self._supervisor is not None or self._finished:
-            return
+        """Start the workers once, however many callers ask at once."""
+        if self._starting is None:
+            if self._finished:
+                return
+            self._starting = asyncio.ensure_future(self._open())
+        await asyncio.shield(self._starting)
 
+    async def _open(self) -> None:
         if self._journal_path is not None:
             name = os.fspath(self._journal_path)
             if self._resume:
@@ -697,7 +708,7 @@ class RotationBatch:
                 self._canary_done.clear()
 
     async def _backpressure(self) -> None:
-        while len(self._outcomes) >= self._concurrency and not (self._closing):
+        while len(self._outcomes) >= self._concurrency and not self._closing:
             self._room.clear()
             await self._room.wait()
 

@@ -246,6 +246,19 @@ class TestRotationBatch:
 
         assert count == 1000
 
+    async def test_started_once(self) -> None:
+        """Callers starting a batch at the same time start one pool."""
+        stub = Stub()
+        stub.gate = asyncio.Event()
+        batch = RotationBatch(stub, _ids(10), concurrency=3)
+
+        await asyncio.gather(batch.__aenter__(), batch.__aenter__())
+        workers = [t for t in asyncio.all_tasks() if "worker" in t.get_name()]
+        stub.gate.set()
+        await batch.aclose()
+
+        assert len(workers) == 3
+
     async def test_concurrency_is_the_pool_size(self) -> None:
         """No more than *concurrency* rotations are ever in flight."""
         stub = Stub(delay=0.001)
