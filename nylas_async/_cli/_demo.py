@@ -97,15 +97,19 @@ def demo(
     received equals the fake's current one.  Retries are counted in the
     summary; -v shows each one as it is scheduled.
     """
-    if ctx.find_root().params.get("verbose", 0) == 0:
-        logging.getLogger("nylas_async.retry").setLevel(logging.ERROR)
     if seed is None:
         seed = secrets.randbelow(1_000_000)
     console = Console(stderr=True)
+    retry_log = logging.getLogger("nylas_async.retry")
+    level = retry_log.level
+    if ctx.find_root().params.get("verbose", 0) == 0:
+        retry_log.setLevel(logging.ERROR)
     try:
         ok = asyncio.run(_run(console, count, concurrency, fault_rate, seed))
     except NylasError as exc:
         raise click.ClickException(f"the demo failed: {exc}") from None
+    finally:
+        retry_log.setLevel(level)
     if not ok:
         raise SystemExit(1)
 
