@@ -49,6 +49,13 @@ import click
     default=None,
     help="Requests per second admitted; 429 above.  Off by default.",
 )
+@click.option(
+    "--verify-challenge/--no-verify-challenge",
+    default=False,
+    show_default=True,
+    help="On create, send Nylas's challenge GET to loopback webhook URLs "
+    "and refuse the destination unless it is answered.",
+)
 def fake_server(
     host: str,
     port: int,
@@ -58,6 +65,7 @@ def fake_server(
     seed: int,
     latency: float,
     rate_limit: float | None,
+    verify_challenge: bool,
 ) -> None:
     """
     Serve a fake Nylas webhooks API until Ctrl-C.
@@ -78,6 +86,7 @@ def fake_server(
             seed=seed,
             latency=latency,
             rate_limit=rate_limit,
+            verify_challenge=verify_challenge,
             print_fn=lambda line: click.echo(line, err=False),
         )
     except OSError as exc:
