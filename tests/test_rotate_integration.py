@@ -359,3 +359,41 @@ class TestOtherCalls:
         }
         with pytest.raises(UsageError):
             CreateWebhookRequest(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+class TestHiddenResend:
+    async def test_dropped_get_is_counted_as_an_attempt(
+        self, client: Client, fake: FakeNylas, wid: str
+    ) -> None:
+        """A dropped GET shows up in the attempts, not resent unseen."""
+        await client.webhooks.find(wid)
+        fake.inject(Fault.drop(after_commit=True), operation="get")
+
+        r = await client.webhooks.find(wid)
+
+        assert [a.outcome for a in r.attempts] == [
+            "connection dropped",
+            "200",
+        ]
+
+    async def test_aiohttp_alone_resends(
+        self, server: FakeServer, fake: FakeNylas, wid: str
+    ) -> None:
+        """
+        XXX: a plain aiohttp session resends a dropped GET by itself;
+        when this starts failing, the private switch the transport turns
+        off can go.
+        """
+        import aiohttp
+
+        fake.inject(Fault.drop(after_commit=True), operation="get")
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            url = f"{server.url}/v3/webhooks/{wid}"
+            async with session.get(url) as warm:
+                await warm.read()
+            async with session.get(url) as resp:
+                status = resp.status
+
+        assert status == 200
+        assert len(fake.requests) == 3

@@ -637,13 +637,6 @@ class TestDestroy:
         assert fake.webhook_ids == []
         assert [a.outcome for a in deleted.attempts] == ["500", "400"]
 
-    # XXX: aiohttp resends an idempotent request (DELETE, PUT, GET) once
-    # by itself when the server drops the connection
-    # (ClientSession._retry_connection), so the transport records one
-    # attempt that ends in 70000 and never learns that a reply was lost.
-    @pytest.mark.xfail(
-        strict=True, reason="aiohttp's hidden resend on a dropped reply"
-    )
     async def test_dropped_reply_then_gone(
         self, client: Client, fake: FakeNylas, wid: str
     ) -> None:
