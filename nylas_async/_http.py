@@ -253,7 +253,7 @@ class Transport:
             # a reused connection drops, hiding a lost reply from the
             # retry rules; it has no public switch, so turn its private
             # one off on the sessions we own.  A caller's session is left
-            # as it is.  tests/test_retry.py shows the hidden resend.
+            # as it is.  tests/test_rotate_integration.py shows the resend.
             session._retry_connection = False
             self._session = session
 
