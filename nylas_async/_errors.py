@@ -14,6 +14,8 @@ Every exception nylas-async raises, in one tree.
     │   └── NylasTimeoutError         also a builtin TimeoutError
     ├── DecodeError                   a reply that does not fit the model
     ├── SecretStateUnknownError       a rotation may have happened unseen
+    ├── JournalError                  a rotation journal cannot be used;
+    │                                 also a builtin ValueError
     ├── InvalidNotificationError      a delivery that is no notification;
     │                                 also a builtin ValueError
     └── UsageError                    misuse; also a builtin ValueError
@@ -30,12 +32,16 @@ these.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
-_EXCERPT_LIMIT = 200
+_EXCERPT_LIMIT: Final = 200
+_SECRET_VALUE: Final = re.compile(
+    r'("webhook_secret"\s*:\s*)(?:"(?:[^"\\]|\\.)*"?|[^,}\s]*)'
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -281,9 +287,11 @@ def excerpt(text: str) -> str:
     """
     Return the start of a reply body, short enough for a message.
 
-    Bodies of error pages never hold secrets, but they can be long.
+    A damaged create or rotate reply may hold part of a new secret, so
+    the value of any ``webhook_secret`` key is blanked out, finished or
+    not.
     """
-    text = " ".join(text.split())
+    text = _SECRET_VALUE.sub(r'\1"[hidden]"', " ".join(text.split()))
     if len(text) <= _EXCERPT_LIMIT:
         return text
 

@@ -312,7 +312,8 @@ class Transport:
             first = exc
 
         try:
-            if policy.attempts > 1 and self._should_retry(call, first):
+            worth_retrying = self._should_retry(call, first)
+            if worth_retrying and policy.attempts > 1:
                 return await self._retry(call, policy, first)
             raise first
         except NylasError as exc:

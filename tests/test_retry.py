@@ -545,6 +545,36 @@ class TestLostRotation:
 
         assert len(calls(mocked, "POST", ROTATE)) == 1
 
+    async def test_unknown_with_a_single_attempt(
+        self, client: Client, mocked: aioresponses
+    ) -> None:
+        """With retries off, a lost rotation reply is still unknown."""
+        mocked.post(ROTATE, exception=aiohttp.ServerDisconnectedError())
+
+        with pytest.raises(SecretStateUnknownError):
+            await client.webhooks.rotate_secret(
+                WID, retry=RetryPolicy.no_retries()
+            )
+
+        assert len(calls(mocked, "POST", ROTATE)) == 1
+
+    async def test_damaged_reply_excerpt_hides_the_secret(
+        self, client: Client, mocked: aioresponses
+    ) -> None:
+        """A cut-off rotate reply keeps no part of the secret anywhere."""
+        body = '{"data": {"id": "x", "webhook_secret": "%s' % SECRET[:12]
+        mocked.post(ROTATE, body=body, repeat=True)
+
+        with pytest.raises(SecretStateUnknownError) as info:
+            await client.webhooks.rotate_secret(WID)
+
+        cause = info.value.__cause__
+        assert isinstance(cause, DecodeError)
+        assert cause.body_excerpt is not None
+        assert "webhook_secret" in cause.body_excerpt
+        assert SECRET[:12] not in cause.body_excerpt
+        assert SECRET[:12] not in str(cause)
+
     async def test_429_is_not_ambiguous(
         self, client: Client, mocked: aioresponses
     ) -> None:
