@@ -562,7 +562,7 @@ class TestLostRotation:
         self, client: Client, mocked: aioresponses
     ) -> None:
         """A cut-off rotate reply keeps no part of the secret anywhere."""
-        body = '{"data": {"id": "x", "webhook_secret": "%s' % SECRET[:12]
+        body = '{"data": {"id": "x", "webhook_secret": "' + SECRET[:12]
         mocked.post(ROTATE, body=body, repeat=True)
 
         with pytest.raises(SecretStateUnknownError) as info:
