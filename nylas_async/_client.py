@@ -88,7 +88,7 @@ class Client:
         retry: when and how to retry (`RetryPolicy`); every method
             also takes a policy of its own.
         rate_limit: the most requests per second this client sends,
-            45 by default, a little under Nylas's 50 per application;
+            48 by default, a little under Nylas's 50 per application;
             ``None`` turns pacing off.
         connection_limit: the most connections open at once (100).
         session: an `aiohttp.ClientSession` to send through.  It stays

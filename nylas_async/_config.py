@@ -15,7 +15,7 @@ REGIONS: Final = {"us": US_API_URI, "eu": EU_API_URI}
 
 #: Nylas allows 50 webhook requests per second per application; staying
 #: a little under leaves room for clock drift and other callers.
-DEFAULT_RATE_LIMIT: Final = 45.0
+DEFAULT_RATE_LIMIT: Final = 48.0
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], v: float) -> None:

@@ -222,8 +222,10 @@ class Transport:
         self._owns_session = session is None
         self._closed = False
         self._paused_until = 0.0
+        # One request per 1/rate seconds, no burst: a bucket as deep as
+        # the rate would let twice the rate out in the first second.
         self._limiter = (
-            AsyncLimiter(rate_limit, 1.0) if rate_limit is not None else None
+            AsyncLimiter(1, 1 / rate_limit) if rate_limit is not None else None
         )
         self._headers: Final = {
             "Authorization": f"Bearer {api_key}",

@@ -278,6 +278,40 @@ class TestPacing:
         refused = [r for r in results if isinstance(r, RateLimitedError)]
         assert (not refused) is paced
 
+    async def test_no_burst_above_the_rate(self) -> None:
+        """No one-second window holds more than rate + 1 requests."""
+        from aiohttp import web
+
+        arrivals: list[float] = []
+
+        async def handler(request: web.Request) -> web.Response:
+            arrivals.append(asyncio.get_running_loop().time())
+            return web.json_response({"data": {"id": "a"}})
+
+        app = web.Application()
+        app.router.add_get("/v3/webhooks/{id}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with Client(
+                api_key=KEY, api_uri=f"http://127.0.0.1:{port}", rate_limit=20
+            ) as c:
+                await asyncio.gather(
+                    *(c.webhooks.find("a") for _ in range(30))
+                )
+        finally:
+            await runner.cleanup()
+
+        busiest = max(
+            sum(1 for t in arrivals if start <= t < start + 1.0)
+            for start in arrivals
+        )
+        assert len(arrivals) == 30
+        assert busiest <= 21
+
 
 class TestOtherCalls:
     async def test_create_find_list(
