@@ -37,7 +37,8 @@ def _resolve_key(api_key: str | None) -> str:
     key = api_key if api_key is not None else os.environ.get("NYLAS_API_KEY")
     if not key:
         raise UsageError(
-            "no Nylas API key: pass api_key= or set NYLAS_API_KEY"
+            "no Nylas API key: set NYLAS_API_KEY, or pass api_key= "
+            "(--api-key on the command line)"
         )
     if not isinstance(key, str) or key != key.strip() or "\n" in key:
         raise UsageError(
