@@ -4,6 +4,7 @@ The client: configuration, lifecycle and the resources it offers.
 
 from __future__ import annotations
 
+import math
 import os
 from importlib.metadata import version
 from types import TracebackType
@@ -40,34 +41,49 @@ def _resolve_key(api_key: str | None) -> str:
             "no Nylas API key: set NYLAS_API_KEY, or pass api_key= "
             "(--api-key on the command line)"
         )
-    if not isinstance(key, str) or key != key.strip() or "\n" in key:
+    if not isinstance(key, str) or not _is_token(key):
         raise UsageError(
-            "the API key must be a string without surrounding space or "
-            "line breaks"
+            "the API key must be printable ASCII without spaces or "
+            "control characters"
         )
 
     return key
+
+
+def _is_token(key: str) -> bool:
+    return bool(key) and key.isascii() and key.isprintable() and (
+        not any(c.isspace() for c in key)
+    )
 
 
 def _resolve_uri(api_uri: str | None, region: str | None) -> str:
     if api_uri is not None and region is not None:
         raise UsageError("pass api_uri= or region=, not both")
     if region is not None:
-        if region not in REGIONS:
+        if not isinstance(region, str) or region not in REGIONS:
             known = ", ".join(sorted(REGIONS))
             raise UsageError(f"unknown region {region!r}; known: {known}")
         return REGIONS[region]
-    uri = api_uri or os.environ.get("NYLAS_API_URI") or US_API_URI
+    if api_uri is None:
+        api_uri = os.environ.get("NYLAS_API_URI") or US_API_URI
+    if not isinstance(api_uri, str):
+        raise UsageError("the API URI must be a string")
     try:
-        parsed = yarl.URL(uri)
+        parsed = yarl.URL(api_uri)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"cannot parse the API URI {uri!r}") from exc
+        raise UsageError(f"cannot parse the API URI {api_uri!r}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise UsageError(
-            f"the API URI must be an http(s) address, not {uri!r}"
+            f"the API URI must be an http(s) address, not {api_uri!r}"
+        )
+    if parsed.user or parsed.password or parsed.query_string or (
+        parsed.fragment
+    ):
+        raise UsageError(
+            "the API URI must hold no user, password, query or fragment"
         )
 
-    return uri.rstrip("/")
+    return api_uri.rstrip("/")
 
 
 class Client:
@@ -117,10 +133,21 @@ class Client:
         self.api_uri = _resolve_uri(api_uri, region)
         if isinstance(rate_limit, _Default):
             rate_limit = DEFAULT_RATE_LIMIT
-        elif rate_limit is not None and not rate_limit > 0:
+        elif rate_limit is not None and not (
+            isinstance(rate_limit, int | float)
+            and 0 < rate_limit < math.inf
+        ):
             raise UsageError("rate_limit must be a positive number or None")
         if not isinstance(connection_limit, int) or connection_limit < 1:
             raise UsageError("connection_limit must be a positive integer")
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise UsageError("timeouts must be a Timeouts")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise UsageError("retry must be a RetryPolicy")
+        if session is not None and not isinstance(
+            session, aiohttp.ClientSession
+        ):
+            raise UsageError("session must be an aiohttp.ClientSession")
 
         self._transport = Transport(
             api_key=key,

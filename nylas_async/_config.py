@@ -9,6 +9,8 @@ from typing import Final
 
 import attrs
 
+from ._errors import UsageError
+
 US_API_URI: Final = "https://api.us.nylas.com"
 EU_API_URI: Final = "https://api.eu.nylas.com"
 REGIONS: Final = {"us": US_API_URI, "eu": EU_API_URI}
@@ -18,16 +20,30 @@ REGIONS: Final = {"us": US_API_URI, "eu": EU_API_URI}
 DEFAULT_RATE_LIMIT: Final = 48.0
 
 
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def _positive(_: object, attribute: attrs.Attribute[float], v: float) -> None:
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{attribute.name} must be a positive number")
+    if not (_number(v) and v > 0 and math.isfinite(v)):
+        raise UsageError(f"{attribute.name} must be a positive number")
 
 
 def _not_negative(
     _: object, attribute: attrs.Attribute[float], v: float
 ) -> None:
-    if not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"{attribute.name} must be zero or more")
+    if not (_number(v) and v >= 0 and math.isfinite(v)):
+        raise UsageError(f"{attribute.name} must be zero or more")
+
+
+def _attempts(_: object, attribute: attrs.Attribute[int], v: int) -> None:
+    if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        raise UsageError(f"{attribute.name} must be a whole number >= 1")
+
+
+def _flag(_: object, attribute: attrs.Attribute[bool], v: bool) -> None:
+    if not isinstance(v, bool):
+        raise UsageError(f"{attribute.name} must be True or False")
 
 
 @attrs.frozen(kw_only=True)
@@ -75,19 +91,13 @@ class RetryPolicy:
             tests of retry behaviour run instantly (default false).
     """
 
-    attempts: int = attrs.field(
-        default=5,
-        validator=[
-            attrs.validators.instance_of(int),
-            attrs.validators.ge(1),
-        ],
-    )
+    attempts: int = attrs.field(default=5, validator=_attempts)
     initial: float = attrs.field(default=0.5, validator=_not_negative)
     maximum: float = attrs.field(default=8.0, validator=_not_negative)
     deadline: float = attrs.field(default=60.0, validator=_positive)
     max_retry_after: float = attrs.field(default=30.0, validator=_not_negative)
-    rotate_again: bool = True
-    testing: bool = False
+    rotate_again: bool = attrs.field(default=True, validator=_flag)
+    testing: bool = attrs.field(default=False, validator=_flag)
 
     @classmethod
     def no_retries(cls) -> RetryPolicy:

@@ -40,7 +40,7 @@ import attrs
 
 _EXCERPT_LIMIT: Final = 200
 _SECRET_VALUE: Final = re.compile(
-    r'("webhook_secret"\s*:\s*)(?:"(?:[^"\\]|\\.)*"?|[^,}\s]*)'
+    r'("webhook(?:_|\\u005[fF])secret"\s*:\s*)(?:"(?:[^"\\]|\\.)*"?|[^,}\s]*)'
 )
 
 

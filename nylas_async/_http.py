@@ -40,6 +40,7 @@ from ._errors import (
     NylasTimeoutError,
     RateLimitedError,
     ServerError,
+    UsageError,
     excerpt,
 )
 
@@ -49,6 +50,8 @@ retry_log: Final = logging.getLogger("nylas_async.retry")
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 #: Nylas's documented type for an unknown webhook id on a 400 reply.
 NOT_FOUND_TYPE: Final = "70000"
+#: The largest reply read; Nylas's webhook replies are a few kilobytes.
+MAX_REPLY_BYTES: Final = 8 * 1024 * 1024
 
 AmbiguityHandler = Callable[[NylasError, "Call"], NylasError]
 
@@ -157,11 +160,13 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+            if when.tzinfo is None:
+                return None
+            seconds = when.timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            # email.utils raises any of these on hostile dates, such as
+            # a year with twenty digits.
             return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - time.time()
     if not math.isfinite(seconds):
         return None
 
@@ -227,6 +232,7 @@ class Transport:
         self._limiter = (
             AsyncLimiter(1, 1 / rate_limit) if rate_limit is not None else None
         )
+        self._key = api_key
         self._headers: Final = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
@@ -323,6 +329,17 @@ class Transport:
             if final is exc:
                 raise
             raise final from exc
+
+    def _scrub_id(self, value: str | None) -> str | None:
+        """*value* from a reply, with the API key blanked out if echoed."""
+        if value is not None and self._key in value:
+            return value.replace(self._key, "[api key]")
+
+        return value
+
+    def _excerpt(self, text: str) -> str:
+        """The start of *text*, without secrets or the API key."""
+        return excerpt(text.replace(self._key, "[api key]"))
 
     def _final(self, call: Call, exc: NylasError) -> NylasError:
         attempts = tuple(call.attempts)
@@ -469,20 +486,29 @@ class Transport:
                 params=call.params,
                 headers=headers,
                 timeout=timeout,
+                allow_redirects=False,
+                raise_for_status=False,
             ) as resp:
-                raw = await resp.read()
+                raw = await _read(resp)
                 status = resp.status
                 resp_headers = resp.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             elapsed = time.monotonic() - start
             error = self._transport_error(call, exc, number, elapsed)
+            if _hides_secret(error):
+                raise error from None
             raise error from exc
+        except (ValueError, RuntimeError) as exc:
+            raise UsageError(
+                f"aiohttp refused to send the request: {exc}"
+            ) from exc
         elapsed = time.monotonic() - start
 
-        nylas_id = resp_headers.get("x-request-id") or resp_headers.get(
-            "request-id"
+        nylas_id = self._scrub_id(
+            resp_headers.get("x-request-id")
+            or resp_headers.get("request-id")
         )
-        fastly_id = resp_headers.get("x-fastly-id")
+        fastly_id = self._scrub_id(resp_headers.get("x-fastly-id"))
         call.attempts.append(
             Attempt(
                 number=number,
@@ -520,18 +546,29 @@ class Transport:
     def _success(
         self,
         call: Call,
-        raw: bytes,
+        raw: bytes | None,
         nylas_id: str | None,
         ids: dict[str, Any],
     ) -> Reply:
+        if raw is None:
+            raise _mark(
+                DecodeError(
+                    f"the reply is larger than {MAX_REPLY_BYTES} bytes",
+                    nylas_request_id=nylas_id,
+                    **ids,
+                ),
+                "reply too large",
+                retryable=False,
+                ambiguous=True,
+            )
         try:
             payload = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             text = raw.decode("utf-8", "replace")
             raise _mark(
                 DecodeError(
                     "the reply is not JSON",
-                    body_excerpt=excerpt(text),
+                    body_excerpt=self._excerpt(text),
                     nylas_request_id=nylas_id,
                     **ids,
                 ),
@@ -569,7 +606,7 @@ class Transport:
     def _status_error(
         self,
         status: int,
-        raw: bytes,
+        raw: bytes | None,
         headers: Mapping[str, str],
         nylas_id: str | None,
         ids: dict[str, Any],
@@ -580,18 +617,25 @@ class Transport:
         body_excerpt = None
         request_id = nylas_id
         try:
-            payload = json.loads(raw)
-        except ValueError:
+            payload = None if raw is None else json.loads(raw)
+        except (ValueError, RecursionError):
             payload = None
         error = payload.get("error") if isinstance(payload, dict) else None
         if isinstance(error, dict):
-            error_type = _str_or_none(error.get("type"))
-            message = _str_or_none(error.get("message"))
+            error_type = self._scrub_id(_str_or_none(error.get("type")))
+            message = self._scrub_id(_str_or_none(error.get("message")))
             if isinstance(error.get("provider_error"), dict):
                 provider_error = error["provider_error"]
-            request_id = _str_or_none(payload.get("request_id")) or nylas_id
+            assert isinstance(payload, dict)
+            request_id = (
+                self._scrub_id(_str_or_none(payload.get("request_id")))
+                or nylas_id
+            )
+        elif raw is None:
+            body_excerpt = f"(larger than {MAX_REPLY_BYTES} bytes)"
         else:
-            body_excerpt = excerpt(raw.decode("utf-8", "replace")) or None
+            text = raw.decode("utf-8", "replace")
+            body_excerpt = self._excerpt(text) or None
 
         cls = _error_class(status, error_type)
         retry_after = None
@@ -651,13 +695,47 @@ class Transport:
         else:
             cls = NylasConnectionError
         error = cls(
-            f"{kind}: {_describe_transport(exc)}",
+            f"{kind}: {self._excerpt(_describe_transport(exc))}",
             method=call.method,
             path=call.path,
             client_request_id=call.client_request_id,
         )
 
         return _mark(error, kind, retryable=True, ambiguous=ambiguous)
+
+
+async def _read(resp: aiohttp.ClientResponse) -> bytes | None:
+    """
+    The body of *resp*, or ``None`` if it is over `MAX_REPLY_BYTES`.
+
+    Webhook replies are small; a huge one is a broken gateway, and
+    reading it whole would only exhaust memory.
+    """
+    length = resp.content_length
+    if length is not None and length <= MAX_REPLY_BYTES:
+        return await resp.read()
+    if length is not None:
+        return None
+
+    chunks = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            return None
+        chunks.append(chunk)
+
+    return b"".join(chunks)
+
+
+def _hides_secret(error: NylasError) -> bool:
+    """
+    Whether *error*'s text had a secret blanked out, in which case the
+    aiohttp exception it came from, which still holds it, is dropped.
+    """
+    text = str(error.args[0]) if error.args else ""
+
+    return "[hidden]" in text or "[api key]" in text
 
 
 def _exception(state: tenacity.RetryCallState) -> BaseException:

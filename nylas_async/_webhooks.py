@@ -202,6 +202,40 @@ def _webhook_path(webhook_id: str) -> str:
     return f"/v3/webhooks/{check_webhook_id(webhook_id)}"
 
 
+def _with_secret(
+    reply: Reply, webhook_id: str | None = None
+) -> Response[WebhookWithSecret]:
+    """
+    Decode a create or rotate reply, insisting on a usable secret.
+
+    An empty or blank secret, one that cannot be encoded, or a reply
+    about another destination than *webhook_id* is no secret in hand,
+    so it raises `DecodeError` like a malformed reply.
+    """
+    response = decode(reply, WebhookWithSecret)
+    secret = response.data.webhook_secret
+    if not _usable(secret):
+        raise _reply_error(reply, "empty, blank or not text", _SECRET_FIELD)
+    if webhook_id is not None and response.data.id != webhook_id:
+        raise _reply_error(reply, "names another destination", "data.id")
+
+    return response
+
+
+_SECRET_FIELD: Final = "data.webhook_secret"
+
+
+def _usable(secret: str) -> bool:
+    if not secret or secret != secret.strip() or not secret.isprintable():
+        return False
+    try:
+        secret.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+
+    return True
+
+
 def _secret_unknown(webhook_id: str) -> SecretStateUnknownError:
     return SecretStateUnknownError(
         f"the secret of webhook {webhook_id} may have changed without "
@@ -260,7 +294,7 @@ class Webhooks:
             "POST", path, on_ambiguous=unknown, retry=retry
         )
         try:
-            return decode(reply, WebhookWithSecret)
+            return _with_secret(reply, webhook_id)
         except DecodeError as exc:
             error = _secret_unknown(webhook_id)
             error.client_request_id = reply.client_request_id
@@ -311,7 +345,7 @@ class Webhooks:
             retry=no_retry_after_loss,
         )
         try:
-            return decode(reply, WebhookWithSecret)
+            return _with_secret(reply)
         except DecodeError as exc:
             raise SecretStateUnknownError(
                 "a destination was most likely created, but its reply "

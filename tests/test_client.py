@@ -11,6 +11,8 @@ from nylas_async import (
     US_API_URI,
     Client,
     ClientClosedError,
+    RetryPolicy,
+    Timeouts,
     UsageError,
 )
 
@@ -41,6 +43,10 @@ class TestConfiguration:
         [
             pytest.param(" padded", id="space"),
             pytest.param("two\nlines", id="newline"),
+            pytest.param("car\rreturn", id="carriage-return"),
+            pytest.param("nul\x00byte", id="nul"),
+            pytest.param("del\x7fchar", id="del"),
+            pytest.param("clé", id="non-ascii"),
         ],
     )
     def test_malformed_key(self, key: str) -> None:
@@ -76,6 +82,15 @@ class TestConfiguration:
             pytest.param({"api_uri": "ftp://x"}, id="scheme"),
             pytest.param({"api_uri": "nylas"}, id="no-host"),
             pytest.param({"rate_limit": 0}, id="zero-rate"),
+            pytest.param({"rate_limit": float("inf")}, id="infinite-rate"),
+            pytest.param({"api_uri": "http://h/b?x=1"}, id="query"),
+            pytest.param({"api_uri": "http://h/b#f"}, id="fragment"),
+            pytest.param({"api_uri": "http://u:p@h"}, id="user"),
+            pytest.param({"api_uri": ""}, id="empty-uri"),
+            pytest.param({"region": []}, id="region-list"),
+            pytest.param({"timeouts": "x"}, id="timeouts-type"),
+            pytest.param({"retry": "x"}, id="retry-type"),
+            pytest.param({"session": "x"}, id="session-type"),
             pytest.param({"connection_limit": 0}, id="zero-connections"),
         ],
     )
@@ -98,6 +113,28 @@ class TestConfiguration:
 
         assert API_KEY not in repr(c)
         assert API_KEY not in repr(c.__dict__)
+
+
+class TestPolicies:
+    @pytest.mark.parametrize(
+        ("cls", "kwargs"),
+        [
+            pytest.param(RetryPolicy, {"attempts": 0}, id="no-attempts"),
+            pytest.param(RetryPolicy, {"attempts": True}, id="bool-attempts"),
+            pytest.param(RetryPolicy, {"initial": -1}, id="negative"),
+            pytest.param(RetryPolicy, {"deadline": "5"}, id="string"),
+            pytest.param(RetryPolicy, {"maximum": float("nan")}, id="nan"),
+            pytest.param(RetryPolicy, {"testing": "yes"}, id="flag"),
+            pytest.param(Timeouts, {"connect": 0}, id="zero-timeout"),
+            pytest.param(Timeouts, {"attempt": float("inf")}, id="inf"),
+        ],
+    )
+    def test_bad_values(
+        self, cls: type[object], kwargs: dict[str, object]
+    ) -> None:
+        """Policies refuse values that cannot work with a UsageError."""
+        with pytest.raises(UsageError):
+            cls(**kwargs)
 
 
 class TestLifecycle:
