@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -162,7 +163,7 @@ def notes(settings: Settings, missing: set[str], shared: bool) -> list[str]:
     ]
     if missing:
         found.append(
-            "- Not run, their libraries missing: "
+            "- Not run (left out, or their libraries missing): "
             + ", ".join(sorted(missing))
             + "."
         )
@@ -202,11 +203,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="say in the results that the machine was shared",
     )
+    parser.add_argument(
+        "--contenders",
+        help="a comma-separated subset of: " + ", ".join(FULL.counts),
+    )
+    parser.add_argument(
+        "--pairs", type=int, help="pairs per comparison (7; quick 1)"
+    )
     args = parser.parse_args(argv)
 
     settings = QUICK if args.quick else FULL
     missing = _missing()
+    if args.contenders:
+        wanted = set(args.contenders.split(","))
+        missing |= set(settings.counts) - wanted - {"aiohttp"}
     settings = without(settings, missing)
+    if args.pairs:
+        settings = replace(settings, pairs=args.pairs)
     started, load = time.monotonic(), os.getloadavg()
 
     def progress(message: str) -> None:
