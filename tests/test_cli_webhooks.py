@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -112,6 +116,81 @@ def secrets_of(fake: FakeNylas) -> list[str]:
     return [fake.secret_of(i) for i in fake.webhook_ids]
 
 
+def run_process(
+    served: Served,
+    *args: str,
+    setup: str = "",
+    stdout: Any = subprocess.PIPE,
+    shell_redirect: str = "",
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``nylas-async webhooks ARGS`` in a child Python, after the code
+    *setup*, with *stdout* as its standard output, or with the shell
+    redirection *shell_redirect* applied to it.
+    """
+    code = f"{setup}\nfrom nylas_async._cli import main\nmain()"
+    command = [sys.executable, "-c", code, "webhooks", *args]
+    if shell_redirect:
+        command = ["sh", "-c", f'exec "$@" {shell_redirect}', "sh", *command]
+    env = os.environ | {"NYLAS_API_KEY": KEY, "NYLAS_API_URI": served.url}
+
+    result = subprocess.run(
+        command,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def create_args(served: Served, *flags: str) -> list[str]:
+    """The arguments of a create that the served receiver accepts."""
+    url = served.hook
+
+    return ["create", "--url", url, "--trigger", "message.created", *flags]
+
+
+def fail_writes(
+    monkeypatch: pytest.MonkeyPatch,
+    path: Path,
+    code: int,
+    *,
+    accept: int = 0,
+) -> None:
+    """
+    Make writes to the file at *path* take at most *accept* bytes in
+    all, then fail with the errno *code*, as a full disk does.
+    """
+    real_write = os.write
+    target = (path.stat().st_dev, path.stat().st_ino)
+    left = accept
+
+    def write(fd: int, data: Any) -> int:
+        nonlocal left
+        found = os.fstat(fd)
+        if (found.st_dev, found.st_ino) != target:
+            return real_write(fd, data)
+        if left <= 0:
+            raise OSError(code, os.strerror(code))
+        written = real_write(fd, bytes(data[:left]))
+        left -= written
+        return written
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def private_file(path: Path, content: str = "") -> Path:
+    path.write_text(content)
+    os.chmod(path, 0o600)
+
+    return path
+
+
 class TestList:
     def test_table(self, served: Served, fake: FakeNylas) -> None:
         """list prints a table with every id and no secret."""
@@ -148,6 +227,86 @@ class TestList:
 
         assert result.exit_code == 2
         assert "NYLAS_API_KEY" in result.stderr
+
+
+class TestUntrustedText:
+    @pytest.mark.parametrize(
+        "description",
+        [
+            pytest.param("[/b]", id="closing-tag"),
+            pytest.param(
+                "[link=https://evil.example]Orders[/link] [red]v2",
+                id="link-and-colour",
+            ),
+            pytest.param(":smile: [bold]x", id="emoji-code"),
+        ],
+    )
+    @pytest.mark.parametrize("command", ["list", "get"])
+    def test_markup_shown_as_written(
+        self, served: Served, fake: FakeNylas, command: str, description: str
+    ) -> None:
+        """Rich markup in a description is shown as written, never read."""
+        wid = fake.add_webhook(description=description)
+        args = [wid] if command == "get" else []
+
+        result = run(served, command, *args)
+
+        assert result.exit_code == 0, result.output
+        assert description in result.stdout
+
+    @pytest.mark.parametrize("command", ["list", "get"])
+    def test_control_characters_escaped(
+        self, served: Served, fake: FakeNylas, command: str
+    ) -> None:
+        """Terminal controls in Nylas's text are shown as escapes."""
+        wid = fake.add_webhook(
+            description="a\x1b[2Jb\u202ec",
+            webhook_url="https://example.com/\x07",
+        )
+        args = [wid] if command == "get" else []
+
+        result = run(served, command, *args)
+
+        assert result.exit_code == 0, result.output
+        assert "a\\x1b[2Jb\\u202ec" in result.stdout
+        assert "https://example.com/\\x07" in result.stdout
+        assert not {"\x1b", "\u202e", "\x07"} & set(result.stdout)
+
+    @pytest.mark.parametrize("as_json", [False, True])
+    def test_create_with_markup_keeps_the_secret(
+        self, served: Served, fake: FakeNylas, as_json: bool
+    ) -> None:
+        """A create whose description is markup still shows its secret."""
+        flags = ["--json"] if as_json else []
+
+        result = run(
+            served,
+            *create_args(served, "--description", "[/b]", "--show-secret"),
+            *flags,
+        )
+
+        assert result.exit_code == 0, result.output
+        [wid] = fake.webhook_ids
+        assert fake.secret_of(wid) in result.stdout
+        assert "[/b]" in result.stdout
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            pytest.param(["--description", "caf\udce9"], id="description"),
+            pytest.param(["--notify", "\udcff@example.com"], id="notify"),
+            pytest.param(["--trigger", "a.\udcff"], id="trigger"),
+        ],
+    )
+    def test_undecodable_arguments_refused(
+        self, served: Served, fake: FakeNylas, args: list[str]
+    ) -> None:
+        """Bytes the locale cannot decode are a usage error, no request."""
+        result = run(served, *create_args(served, *args))
+
+        assert result.exit_code == 2
+        assert "not valid" in result.stderr
+        assert fake.requests == []
 
 
 class TestGet:
@@ -231,6 +390,17 @@ class TestCreate:
         if as_json:
             data = json.loads(result.stdout)
             assert data["webhook_secret"] == fake.secret_of(wid)
+
+    def test_secret_printed_first(
+        self, served: Served, fake: FakeNylas
+    ) -> None:
+        """--show-secret prints the secret before the destination."""
+        result = run(served, *create_args(served, "--show-secret"))
+
+        [wid] = fake.webhook_ids
+        first = result.stdout.splitlines()[0]
+        assert first == f"webhook_secret: {fake.secret_of(wid)}"
+        assert wid in result.stdout
 
     def test_json_without_secret(
         self, served: Served, fake: FakeNylas
@@ -352,6 +522,198 @@ class TestCreate:
 
         assert result.exit_code == 2
         assert fake.requests == []
+
+
+class TestSecretOut:
+    """A --secret-out file that cannot be written after the create."""
+
+    @pytest.mark.parametrize(
+        "code",
+        [
+            pytest.param(errno.ENOSPC, id="disk-full"),
+            pytest.param(errno.EDQUOT, id="quota"),
+            pytest.param(errno.EIO, id="io-error"),
+        ],
+    )
+    def test_write_fails(
+        self,
+        served: Served,
+        fake: FakeNylas,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        code: int,
+    ) -> None:
+        """The secret is lost: exit 4 naming the id, the error, rotate."""
+        path = private_file(tmp_path / "secrets.jsonl")
+        fail_writes(monkeypatch, path, code)
+
+        result = run(served, *create_args(served, "--secret-out", str(path)))
+
+        [wid] = fake.webhook_ids
+        assert result.exit_code == 4
+        assert wid in result.stderr
+        assert errno.errorcode[code] in result.stderr
+        assert "secret is lost" in result.stderr
+        assert f"nylas-async rotate {wid} --journal" in result.stderr
+        assert fake.secret_of(wid) not in result.output
+        assert path.read_text() == ""
+
+    def test_torn_line_cut_back(
+        self,
+        served: Served,
+        fake: FakeNylas,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A line cut short is removed, so that earlier lines stay whole."""
+        before = '{"webhook_id": "old", "webhook_secret": "s"}\n'
+        path = private_file(tmp_path / "secrets.jsonl", before)
+        fail_writes(monkeypatch, path, errno.ENOSPC, accept=10)
+
+        result = run(served, *create_args(served, "--secret-out", str(path)))
+
+        assert result.exit_code == 4
+        assert path.read_text() == before
+
+    def test_fsync_fails(
+        self,
+        served: Served,
+        fake: FakeNylas,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A failed fsync counts as a failed write: the line may be lost."""
+        path = private_file(tmp_path / "secrets.jsonl")
+
+        def fsync(fd: int) -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+        result = run(served, *create_args(served, "--secret-out", str(path)))
+
+        assert result.exit_code == 4
+        assert "EIO" in result.stderr
+        assert path.read_text() == ""
+
+    def test_still_printed(
+        self,
+        served: Served,
+        fake: FakeNylas,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """With --show-secret too, the secret is printed and exit is 1."""
+        path = private_file(tmp_path / "secrets.jsonl")
+        fail_writes(monkeypatch, path, errno.ENOSPC)
+
+        result = run(
+            served,
+            *create_args(served, "--secret-out", str(path), "--show-secret"),
+        )
+
+        [wid] = fake.webhook_ids
+        assert result.exit_code == 1
+        assert f"webhook_secret: {fake.secret_of(wid)}" in result.stdout
+        assert "on standard output" in result.stderr
+
+    def test_file_size_limit(
+        self, served: Served, fake: FakeNylas, tmp_path: Path
+    ) -> None:
+        """A real write refused by RLIMIT_FSIZE loses no earlier line."""
+        before = "x" * 100 + "\n"
+        path = private_file(tmp_path / "secrets.jsonl", before)
+        setup = (
+            "import resource, signal\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (120, 120))"
+        )
+
+        result = run_process(
+            served,
+            *create_args(served, "--secret-out", str(path)),
+            setup=setup,
+        )
+
+        [wid] = fake.webhook_ids
+        assert result.returncode == 4, result.stderr
+        assert "EFBIG" in result.stderr
+        assert f"nylas-async rotate {wid}" in result.stderr
+        assert path.read_text() == before
+
+
+class TestStandardOutput:
+    """Standard output closed or failing, run in a child process."""
+
+    @pytest.mark.parametrize("command", ["list", "create"])
+    def test_closed(
+        self, served: Served, fake: FakeNylas, command: str
+    ) -> None:
+        """A closed stdout is a usage error before any request."""
+        args = ["list"]
+        if command == "create":
+            args = create_args(served, "--show-secret")
+
+        result = run_process(served, *args, shell_redirect=">&-")
+
+        assert result.returncode == 2
+        assert "standard output is closed" in result.stderr
+        assert fake.requests == []
+
+    @pytest.mark.skipif(
+        not os.path.exists("/dev/full"), reason="needs /dev/full"
+    )
+    @pytest.mark.parametrize("as_json", [False, True])
+    def test_full_while_listing(
+        self, served: Served, fake: FakeNylas, as_json: bool
+    ) -> None:
+        """A full stdout is one line on stderr and exit 1."""
+        fake.add_webhook()
+        flags = ["--json"] if as_json else []
+
+        with open("/dev/full", "w") as full:
+            result = run_process(served, "list", *flags, stdout=full)
+
+        assert result.returncode == 1
+        assert result.stderr == (
+            "Error: cannot write to standard output: "
+            "No space left on device (ENOSPC)\n"
+        )
+
+    @pytest.mark.skipif(
+        not os.path.exists("/dev/full"), reason="needs /dev/full"
+    )
+    def test_full_loses_the_secret(
+        self, served: Served, fake: FakeNylas
+    ) -> None:
+        """A secret that cannot be printed is lost: exit 4, rotate it."""
+        with open("/dev/full", "w") as full:
+            result = run_process(
+                served, *create_args(served, "--show-secret"), stdout=full
+            )
+
+        [wid] = fake.webhook_ids
+        assert result.returncode == 4
+        assert "printing its secret failed" in result.stderr
+        assert f"nylas-async rotate {wid}" in result.stderr
+
+    @pytest.mark.skipif(
+        not os.path.exists("/dev/full"), reason="needs /dev/full"
+    )
+    def test_full_keeps_the_saved_secret(
+        self, served: Served, fake: FakeNylas, tmp_path: Path
+    ) -> None:
+        """A secret saved to its file but not printed exits 1, not 4."""
+        path = tmp_path / "secrets.jsonl"
+        args = create_args(served, "--show-secret", "--secret-out", str(path))
+
+        with open("/dev/full", "w") as full:
+            result = run_process(served, *args, stdout=full)
+
+        [wid] = fake.webhook_ids
+        assert result.returncode == 1
+        assert f"in {path}" in result.stderr
+        assert json.loads(path.read_text())["webhook_id"] == wid
 
 
 class TestUpdate:

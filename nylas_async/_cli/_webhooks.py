@@ -10,14 +10,21 @@ file (``--secret-out``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import errno
+import io
 import json
+import os
+import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any, Final, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .._client import Client
 from .._errors import (
@@ -43,10 +50,22 @@ EXIT_UNKNOWN: Final = 4
 
 _EPILOG: Final = """\
 Exit status: 0 done; 1 Nylas refused the request or could not be
-reached; 2 bad usage; 3 no such destination; 4 create lost its reply,
-so a destination may exist whose secret nobody holds (list them before
-creating again).
+reached, or a new secret could not be saved or printed everywhere
+asked; 2 bad usage; 3 no such destination; 4 a destination may exist
+whose secret nobody holds: create lost its reply (list them before
+creating again), or its secret could be neither saved nor printed
+(rotate it).
 """
+
+# C0 and C1 controls, the marks that reorder text on screen, and lone
+# surrogates (undecodable bytes): shown escaped, so that no description
+# or URL can drive the terminal, hide what it says or fail to print.
+_UNPRINTABLE: Final = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+    r"\ud800-\udfff]"
+)
+
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 _FIELDS: Final = (
     "id",
@@ -72,6 +91,39 @@ class _StateUnknown(click.ClickException):
     """A create lost its reply: one line on stderr, exit status 4."""
 
     exit_code = EXIT_UNKNOWN
+
+
+class _SecretLost(click.ClickException):
+    """A created destination's secret was neither saved nor shown: one
+    line on stderr, exit status 4."""
+
+    exit_code = EXIT_UNKNOWN
+
+
+class _Text(click.ParamType[str]):
+    """
+    Text from the command line, refused if it holds bytes the locale
+    cannot decode: Python keeps them as lone surrogates, which would
+    reach Nylas as replacement characters.
+    """
+
+    name = "text"
+
+    def convert(
+        self,
+        value: Any,
+        param: click.Parameter | None,
+        ctx: click.Context | None,
+    ) -> str:
+        text = str(value)
+        if _SURROGATE.search(text) is not None:
+            encoding = sys.getfilesystemencoding()
+            self.fail(f"holds bytes that are not valid {encoding}", param, ctx)
+
+        return text
+
+
+_TEXT: Final = _Text()
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,12 +158,98 @@ def _call(
         raise click.ClickException(str(exc)) from None
 
 
-def _console() -> Console:
-    return Console(highlight=False)
+def _render(table: Table) -> str:
+    """
+    *table* as text for standard output, at its width and with colour
+    only on a terminal.
+
+    Strings are taken as plain text, without markup, emoji codes or
+    highlighting, since every value shown comes from a user or Nylas.
+    The table is rendered into a buffer because rich writes to the
+    terminal itself, outside `_out`, even while capturing.
+    """
+    terminal = Console()
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=terminal.width,
+        force_terminal=terminal.is_terminal,
+        color_system=terminal.color_system,  # type: ignore[arg-type]
+        highlight=False,
+        markup=False,
+        emoji=False,
+    )
+    console.print(table)
+
+    return buffer.getvalue()
 
 
 def _echo_json(value: Any, *, indent: int | None = None) -> None:
-    click.echo(json.dumps(value, indent=indent, ensure_ascii=False))
+    """Print *value* as JSON, non-ASCII text as it is unless standard
+    output cannot encode it."""
+    _out(_json_text(value, indent=indent))
+
+
+def _json_text(value: Any, *, indent: int | None = None) -> str:
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    if _writable(text) != text:
+        text = json.dumps(value, indent=indent)
+
+    return text
+
+
+def _print_table(table: Table) -> None:
+    _out(_render(table), nl=False)
+
+
+def _out(text: str, *, nl: bool = True) -> None:
+    """
+    Print *text* on standard output.  If that fails, end the command
+    with exit status 1: quietly for a closed pipe, as click does, and
+    with one line on stderr otherwise (a full disk, an I/O error).
+    """
+    error = _write(text, nl=nl)
+    if error is None:
+        return
+    if error.errno == errno.EPIPE:
+        raise click.exceptions.Exit(EXIT_ERROR)
+
+    raise click.ClickException(
+        f"cannot write to standard output: {_os(error)}"
+    )
+
+
+def _write(text: str, *, nl: bool = True) -> OSError | None:
+    """
+    Print *text* on standard output and return the error if that fails.
+
+    After a failure, standard output is pointed at the null device, so
+    that the flush at exit does not fail again with a traceback.
+    """
+    try:
+        click.echo(_writable(text), nl=nl)
+    except OSError as exc:
+        _discard_stdout()
+        return exc
+
+    return None
+
+
+def _writable(text: str) -> str:
+    """*text* with what standard output cannot encode (lone surrogates,
+    or non-ASCII on an ASCII stream) as backslash escapes."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _discard_stdout() -> None:
+    # A stream without a file descriptor (a test runner's) has nothing
+    # left to flush at exit.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _shown(value: Any) -> str:
@@ -125,6 +263,22 @@ def _shown(value: Any) -> str:
         return "yes" if value else "no"
 
     return str(value)
+
+
+def _cell(value: Any) -> Text:
+    """*value* as table text: plain, never read as rich markup, with
+    control characters shown as escapes."""
+    return Text(_printable(_shown(value)))
+
+
+def _printable(text: str) -> str:
+    """*text* from a user or Nylas, with the characters that could drive
+    a terminal shown as escapes such as ``\\x1b``."""
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return found.group().encode("unicode_escape").decode("ascii")
 
 
 def _destination_json(webhook: Webhook) -> dict[str, Any]:
@@ -144,8 +298,8 @@ def _print_destination(webhook: Webhook, *, as_json: bool) -> None:
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for name in _FIELDS:
-        table.add_row(name, _shown(getattr(webhook, name)))
-    _console().print(table)
+        table.add_row(name, _cell(getattr(webhook, name)))
+    _print_table(table)
 
 
 def _print_destinations(webhooks: Sequence[Webhook], *, as_json: bool) -> None:
@@ -161,18 +315,23 @@ def _print_destinations(webhooks: Sequence[Webhook], *, as_json: bool) -> None:
     table.add_column("description", overflow="fold")
     for webhook in webhooks:
         table.add_row(
-            webhook.id,
-            _shown(webhook.status),
-            _shown(webhook.webhook_url),
-            _shown(webhook.trigger_types),
-            _shown(webhook.description),
+            _cell(webhook.id),
+            _cell(webhook.status),
+            _cell(webhook.webhook_url),
+            _cell(webhook.trigger_types),
+            _cell(webhook.description),
         )
-    _console().print(table)
+    _print_table(table)
 
 
 @click.group(epilog=_EPILOG)
 def webhooks() -> None:
     """List, inspect, create, change and delete webhook destinations."""
+    if sys.stdout is None:
+        raise click.UsageError(
+            "standard output is closed, so nothing could be shown; "
+            "redirect it to /dev/null to discard what is printed"
+        )
 
 
 @webhooks.command("list")
@@ -201,18 +360,22 @@ def get_command(
 
 
 @webhooks.command("create", epilog=_EPILOG)
-@click.option("--url", "webhook_url", required=True, help="Webhook URL.")
+@click.option(
+    "--url", "webhook_url", required=True, type=_TEXT, help="Webhook URL."
+)
 @click.option(
     "--trigger",
     "trigger_types",
+    type=_TEXT,
     multiple=True,
     required=True,
     help="A trigger type such as message.created (repeatable).",
 )
-@click.option("--description", help="A description for people.")
+@click.option("--description", type=_TEXT, help="A description for people.")
 @click.option(
     "--notify",
     "emails",
+    type=_TEXT,
     multiple=True,
     help="An address Nylas tells when the URL fails (repeatable).",
 )
@@ -278,13 +441,20 @@ def create_command(
             api_key, api_uri, lambda c: c.webhooks.create(request)
         )
         created = response.data
-        if sink is not None:
-            _save_secret(sink, created)
+        unsaved = None if sink is None else _save_secret(sink, created)
     finally:
         if sink is not None:
-            sink.close()
+            _close(sink)
 
-    _print_created(created, show_secret=show_secret, as_json=as_json)
+    _keep_secret(
+        created,
+        secret_out=secret_out,
+        unsaved=unsaved,
+        show_secret=show_secret,
+        as_json=as_json,
+    )
+    if not (show_secret and as_json):
+        _print_created(created, as_json=as_json)
     if not (show_secret or secret_out):
         click.echo(
             "The new signing secret was not shown (--show-secret or "
@@ -293,40 +463,138 @@ def create_command(
         )
 
 
-def _save_secret(sink: IO[str], created: WebhookWithSecret) -> None:
-    line = {"webhook_id": created.id, "webhook_secret": created.webhook_secret}
-    sink.write(json.dumps(line) + "\n")
-    sink.flush()
+def _save_secret(sink: IO[str], created: WebhookWithSecret) -> OSError | None:
+    """
+    Append the id and secret of *created* to *sink* as one JSON line,
+    written whole, flushed and fsynced; return the error if that fails.
+
+    The line goes straight to the file descriptor, so that closing
+    *sink* has nothing left to flush.  A line cut short (a full disk) is
+    cut back off, unless someone else appended meanwhile, so that the
+    next line appended is not glued to it.
+    """
+    record = {
+        "webhook_id": created.id,
+        "webhook_secret": created.webhook_secret,
+    }
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    fd = sink.fileno()
+    written = 0
+    try:
+        start = os.fstat(fd).st_size
+        while written < len(line):
+            written += os.write(fd, line[written:])
+        os.fsync(fd)
+    except OSError as exc:
+        if written:
+            _cut_back(fd, start, written)
+        return exc
+
+    return None
 
 
-def _print_created(
-    created: WebhookWithSecret, *, show_secret: bool, as_json: bool
+def _cut_back(fd: int, start: int, written: int) -> None:
+    """Truncate *fd* to *start* if it grew by exactly *written* bytes."""
+    with contextlib.suppress(OSError):
+        if os.fstat(fd).st_size == start + written:
+            os.ftruncate(fd, start)
+
+
+def _close(sink: IO[str]) -> None:
+    # Nothing is ever buffered in *sink* (the secret goes straight to its
+    # descriptor and is fsynced), so an error on close loses nothing.
+    with contextlib.suppress(OSError):
+        sink.close()
+
+
+def _keep_secret(
+    created: WebhookWithSecret,
+    *,
+    secret_out: str | None,
+    unsaved: OSError | None,
+    show_secret: bool,
+    as_json: bool,
 ) -> None:
-    if as_json:
-        data = _destination_json(created)
-        if show_secret:
-            data["webhook_secret"] = created.webhook_secret
-        _echo_json(data)
+    """
+    Print the new secret if asked, before anything else is shown, and
+    fail unless it reached every place asked for: with exit status 4
+    when it reached none, so that nobody holds it, and 1 otherwise.
+    """
+    problems: list[str] = []
+    if unsaved is not None:
+        problems.append(
+            f"writing its secret to {secret_out} failed: {_os(unsaved)}"
+        )
+    printed = False
+    if show_secret:
+        unprinted = _print_secret(created, as_json=as_json)
+        printed = unprinted is None
+        if unprinted is not None:
+            problems.append(f"printing its secret failed: {_os(unprinted)}")
+    if not problems:
         return
 
-    _print_destination(created, as_json=False)
-    if show_secret:
-        click.echo(f"webhook_secret: {created.webhook_secret}")
+    wid = created.id
+    remedy = f"nylas-async rotate {wid} --journal FILE"
+    failed = "; ".join(problems)
+    if printed or (secret_out is not None and unsaved is None):
+        kept = "on standard output" if printed else f"in {secret_out}"
+        raise click.ClickException(
+            f"created {wid}, but {failed}. Its secret is {kept}: keep it "
+            f"from there, or rotate it for a new one: {remedy}"
+        )
+
+    raise _SecretLost(
+        f"created {wid}, but {failed}. Its secret is lost: rotate it "
+        f"for a known one: {remedy}"
+    )
+
+
+def _print_secret(
+    created: WebhookWithSecret, *, as_json: bool
+) -> OSError | None:
+    """Print the new secret, in the whole destination with *as_json*;
+    return the error if that fails."""
+    if not as_json:
+        return _write(f"webhook_secret: {created.webhook_secret}")
+
+    data = _destination_json(created)
+    data["webhook_secret"] = created.webhook_secret
+
+    return _write(_json_text(data))
+
+
+def _os(error: OSError) -> str:
+    """An OS error as its message and symbolic name, such as ``No space
+    left on device (ENOSPC)``."""
+    name = errno.errorcode.get(error.errno or 0)
+    message = error.strerror or str(error)
+
+    return f"{message} ({name})" if name else message
+
+
+def _print_created(created: WebhookWithSecret, *, as_json: bool) -> None:
+    if as_json:
+        _echo_json(_destination_json(created))
+    else:
+        _print_destination(created, as_json=False)
 
 
 @webhooks.command("update", epilog=_EPILOG)
 @click.argument("webhook_id", metavar="ID")
-@click.option("--url", "webhook_url", help="New webhook URL.")
+@click.option("--url", "webhook_url", type=_TEXT, help="New webhook URL.")
 @click.option(
     "--trigger",
     "trigger_types",
+    type=_TEXT,
     multiple=True,
     help="Replace the trigger types (repeatable).",
 )
-@click.option("--description", help="New description.")
+@click.option("--description", type=_TEXT, help="New description.")
 @click.option(
     "--notify",
     "emails",
+    type=_TEXT,
     multiple=True,
     help="Replace the addresses told of failures (repeatable).",
 )
@@ -392,13 +660,13 @@ def delete_command(
     if as_json:
         _echo_json(unstructure(response.data) | {"webhook_id": webhook_id})
     elif response.data.already_gone:
-        click.echo(f"Deleted {webhook_id} (its reply was lost; it is gone).")
+        _out(f"Deleted {webhook_id} (its reply was lost; it is gone).")
     else:
-        click.echo(f"Deleted {webhook_id}.")
+        _out(f"Deleted {webhook_id}.")
 
 
 @webhooks.command("mock-payload")
-@click.argument("trigger_type")
+@click.argument("trigger_type", type=_TEXT)
 @_json_option
 @api_options
 def mock_payload_command(
@@ -418,8 +686,8 @@ def mock_payload_command(
 
 
 @webhooks.command("send-test-event")
-@click.argument("trigger_type")
-@click.argument("webhook_url", metavar="URL")
+@click.argument("trigger_type", type=_TEXT)
+@click.argument("webhook_url", metavar="URL", type=_TEXT)
 @_json_option
 @api_options
 def send_test_event_command(
@@ -446,7 +714,7 @@ def send_test_event_command(
             {"result": response.data, "request_id": response.request_id}
         )
     else:
-        click.echo(f"Nylas answered: {response.data}")
+        _out(f"Nylas answered: {_printable(response.data)}")
     if response.data != "success":
         click.get_current_context().exit(EXIT_ERROR)
 
@@ -466,5 +734,5 @@ def ip_addresses_command(
         return
 
     for address in found.ip_addresses:
-        click.echo(address)
+        _out(_printable(address))
     click.echo(f"updated {_shown(found.updated_at)}", err=True)
