@@ -51,8 +51,11 @@ def _resolve_key(api_key: str | None) -> str:
 
 
 def _is_token(key: str) -> bool:
-    return bool(key) and key.isascii() and key.isprintable() and (
-        not any(c.isspace() for c in key)
+    return (
+        bool(key)
+        and key.isascii()
+        and key.isprintable()
+        and not any(c.isspace() for c in key)
     )
 
 
@@ -76,8 +79,11 @@ def _resolve_uri(api_uri: str | None, region: str | None) -> str:
         raise UsageError(
             f"the API URI must be an http(s) address, not {api_uri!r}"
         )
-    if parsed.user or parsed.password or parsed.query_string or (
-        parsed.fragment
+    if (
+        parsed.user
+        or parsed.password
+        or parsed.query_string
+        or parsed.fragment
     ):
         raise UsageError(
             "the API URI must hold no user, password, query or fragment"
@@ -134,8 +140,7 @@ class Client:
         if isinstance(rate_limit, _Default):
             rate_limit = DEFAULT_RATE_LIMIT
         elif rate_limit is not None and not (
-            isinstance(rate_limit, int | float)
-            and 0 < rate_limit < math.inf
+            isinstance(rate_limit, int | float) and 0 < rate_limit < math.inf
         ):
             raise UsageError("rate_limit must be a positive number or None")
         if not isinstance(connection_limit, int) or connection_limit < 1:
