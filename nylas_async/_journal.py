@@ -11,11 +11,17 @@ have changed.
 
 A later record for a webhook supersedes every earlier one.  A line
 that does not parse (the torn end of a killed process) is skipped.
+
+A write that fails (a full disk, a file size limit) fails the records
+it held, except those whose whole line reached the disk; a torn line it
+left is cut off if it can be, and the writer refuses every later record,
+so that nothing is ever appended to a torn line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -43,7 +49,14 @@ _OUTCOMES: Final = frozenset({STARTED, ROTATED, FAILED, UNKNOWN})
 class JournalError(NylasError, ValueError):
     """
     A journal cannot be used: it is readable by others, is not a
-    journal, or could not be written.
+    journal, or could not be opened or written.
+    """
+
+
+class UnencodableRecordError(JournalError):
+    """
+    A record whose webhook id or secret is not text that UTF-8 can hold
+    (a lone surrogate): it cannot be written, but the journal is fine.
     """
 
 
@@ -86,7 +99,16 @@ class JournalRecord:
         )
 
     def to_line(self) -> bytes:
-        """Return the record as one JSON line, newline included."""
+        """
+        Return the record as one JSON line, newline included.
+
+        Descriptions (*error*, *callback_error*, the request ids) that
+        hold a lone surrogate are written with it escaped.
+
+        Raises:
+            UnencodableRecordError: the webhook id or the secret holds
+                a lone surrogate; its message never holds the secret.
+        """
         data: dict[str, Any] = {
             "webhook_id": self.webhook_id,
             "outcome": self.outcome,
@@ -94,18 +116,27 @@ class JournalRecord:
         }
         optional = {
             "webhook_secret": self.webhook_secret,
-            "request_id": self.request_id,
-            "client_request_id": self.client_request_id,
-            "error": self.error,
+            "request_id": _escaped(self.request_id),
+            "client_request_id": _escaped(self.client_request_id),
+            "error": _escaped(self.error),
             "transient": self.transient,
-            "callback_error": self.callback_error,
+            "callback_error": _escaped(self.callback_error),
         }
         data.update((k, v) for k, v in optional.items() if v is not None)
         if self.attempts:
             data["attempts"] = self.attempts
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return (text + "\n").encode()
+        except UnicodeEncodeError:
+            # The error holds the whole line, secret included: drop it.
+            pass
 
-        return (text + "\n").encode()
+        raise UnencodableRecordError(
+            f"the {self.outcome} record of webhook {self.webhook_id!r} "
+            "cannot be written: its id or new secret is not valid text "
+            "(a lone surrogate)"
+        )
 
     @classmethod
     def from_json(cls, data: Any) -> JournalRecord | None:
@@ -139,6 +170,14 @@ class JournalRecord:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _escaped(text: str | None) -> str | None:
+    """*text* with any lone surrogate escaped, as UTF-8 cannot hold it."""
+    if text is None or text.isascii():
+        return text
+
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def now() -> dt.datetime:
@@ -178,7 +217,8 @@ def read_journal(path: str | os.PathLike[str]) -> dict[str, JournalRecord]:
 def iter_records(file: IO[bytes], name: str) -> Iterator[JournalRecord]:
     """
     Yield the records of the open journal *file* in order, one line at
-    a time, skipping lines that do not parse (see `read_journal`).
+    a time, skipping lines that do not parse (see `read_journal`),
+    nested too deeply to parse included.
     """
     good = bad = 0
     for number, line in enumerate(file, start=1):
@@ -186,11 +226,13 @@ def iter_records(file: IO[bytes], name: str) -> Iterator[JournalRecord]:
             continue
         try:
             record = JournalRecord.from_json(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):
             record = None
         if record is None:
-            bad += 1
+            # A torn last line is what a kill leaves, even in a journal
+            # that had no other line yet: only whole lines count.
             if line.endswith(b"\n"):
+                bad += 1
                 log.warning(
                     "skipping line %d of %s: not a record", number, name
                 )
@@ -212,17 +254,16 @@ def open_journal(path: str | os.PathLike[str]) -> int:
 
     Raises:
         JournalError: the file is readable or writable by others (it
-            holds secrets), or is not a regular file.
-        OSError: it cannot be opened.
+            holds secrets), is not a regular file, or cannot be opened
+            (a missing directory, no permission).
     """
     name = os.fspath(path)
-    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
     try:
-        fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, JOURNAL_MODE)
-        created = True
-    except FileExistsError:
-        fd = os.open(name, flags)
-        created = False
+        fd, created = _open(name)
+    except OSError as exc:
+        raise JournalError(
+            f"cannot open the journal {name}: {describe_os_error(exc)}"
+        ) from exc
 
     try:
         info = os.fstat(fd)
@@ -238,11 +279,40 @@ def open_journal(path: str | os.PathLike[str]) -> int:
             _sync_directory(name)
         elif info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
             os.write(fd, b"\n")
+    except OSError as exc:
+        os.close(fd)
+        raise JournalError(
+            f"cannot prepare the journal {name}: {describe_os_error(exc)}"
+        ) from exc
     except BaseException:
         os.close(fd)
         raise
 
     return fd
+
+
+def _open(name: str) -> tuple[int, bool]:
+    """Open or create *name* for appending; say whether it is new."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, JOURNAL_MODE)
+    except FileExistsError:
+        return os.open(name, flags), False
+
+    return fd, True
+
+
+def describe_os_error(exc: OSError) -> str:
+    """
+    The reason in *exc* as a person reads it, such as ``No space left
+    on device (errno 28)``; its own ``str()`` may say ``None``.
+    """
+    if exc.strerror is None:
+        return str(exc) or type(exc).__name__
+    if exc.errno is None:
+        return exc.strerror
+
+    return f"{exc.strerror} (errno {exc.errno})"
 
 
 def _sync_directory(name: str) -> None:
@@ -263,6 +333,12 @@ class JournalWriter:
     together, with one fsync, on a worker thread: the event loop never
     waits for the disk, and many workers share each fsync.  The future
     of each record completes once the record is on disk.
+
+    A write that fails breaks the writer: the records of that write
+    whose whole line is not on disk fail with `JournalError`, and so
+    does every record after them.  A torn line the failure left is cut
+    off if no one else appended meanwhile; either way nothing is ever
+    written after it.
     """
 
     def __init__(self, fd: int, name: str) -> None:
@@ -271,66 +347,192 @@ class JournalWriter:
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._closing = False
+        self._closed = False
+        self._failure: str | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the writer broke, or ``None`` while it works."""
+        return self._failure
 
     def submit(self, record: JournalRecord) -> asyncio.Future[None]:
         """
         Queue *record* and return a future done when it is on disk.
 
         The future fails with `JournalError` if the write fails.
+
+        Raises:
+            UnencodableRecordError: the record cannot be encoded (see
+                `JournalRecord.to_line`); the writer is unharmed.
+            JournalError: the writer is closed or broke earlier.
         """
+        if self._failure is not None:
+            raise JournalError(self._failure)
         if self._closing:
             raise JournalError(f"the journal {self.name} is closed")
+        line = record.to_line()
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((record.to_line(), future))
+        self._pending.append((line, future))
         self._wake.set()
         if self._task is None:
             self._task = asyncio.create_task(
                 self._run(), name="nylas_async journal writer"
             )
+            self._task.add_done_callback(self._ended)
 
         return future
 
     async def aclose(self) -> None:
         """Write what is queued, then close the file; idempotent."""
-        if self._fd < 0:
+        if self._closed:
             return
-        self._closing = True
+        self._closed = self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        os.close(self._fd)
-        self._fd = -1
+        task = self._task
+        if task is None or task.done():
+            _close(self._fd)
+            return
+
+        # A write on its thread must not lose its file, even if this
+        # wait is cancelled.
+        task.add_done_callback(lambda _: _close(self._fd))
+        await asyncio.wait([task])
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
-            if not batch:
-                if self._closing:
-                    return
+            if batch:
+                await self._flush(batch)
+            elif self._closing:
+                return
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """
+        Fail what is still queued once the writer task ends, however it
+        ends: cancelled before its first step, it never ran its body.
+        """
+        if self._failure is None and (task.cancelled() or task.exception()):
+            self._failure = f"the journal writer of {self.name} stopped"
+        batch, self._pending = self._pending, []
+        _fail(batch, self._failure or f"the journal {self.name} is closed")
+
+    async def _flush(
+        self, batch: list[tuple[bytes, asyncio.Future[None]]]
+    ) -> None:
+        """Write *batch* in one go and settle the future of each line."""
+        if self._failure is not None:
+            _fail(batch, self._failure)
+            return
+
+        data = b"".join(line for line, _ in batch)
+        write = asyncio.ensure_future(
+            asyncio.to_thread(_append, self._fd, data)
+        )
+        cancelled = await finish(write)
+        error: BaseException | None
+        try:
+            kept, error = write.result()
+        except Exception as exc:
+            kept, error = 0, exc
+        if error is not None:
+            self._failure = (
+                f"cannot write the journal {self.name}: {_reason(error)}"
+            )
+
+        end = 0
+        for line, future in batch:
+            end += len(line)
+            if future.done():
                 continue
-            data = b"".join(line for line, _ in batch)
-            try:
-                await asyncio.to_thread(_append, self._fd, data)
-            except OSError as exc:
-                error = JournalError(
-                    f"cannot write the journal {self.name}: {exc}"
-                )
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+            if end <= kept:
+                future.set_result(None)
+            else:
+                future.set_exception(JournalError(self._failure))
+        if cancelled:
+            raise asyncio.CancelledError
 
 
-def _append(fd: int, data: bytes) -> None:
-    """Write all of *data* at the end of *fd*, then fsync it."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    os.fsync(fd)
+async def finish(future: asyncio.Future[Any]) -> bool:
+    """
+    Wait until *future* is done, even if cancelled meanwhile, without
+    raising what it raises; return whether a cancellation arrived.
+    """
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+
+    return cancelled
+
+
+def _fail(batch: list[tuple[bytes, asyncio.Future[None]]], why: str) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(JournalError(why))
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return describe_os_error(error)
+
+    return f"{type(error).__name__}: {error}"
+
+
+def _close(fd: int) -> None:
+    # Every record was fsynced or failed already: a failing close loses
+    # nothing more.
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _append(fd: int, data: bytes) -> tuple[int, OSError | None]:
+    """
+    Write all of *data* at the end of *fd*, then fsync it.
+
+    Return how many bytes of *data* are on disk as whole lines (all of
+    them, unless something failed) and what failed, if anything.
+    """
+    start = -1
+    written = 0
+    try:
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        while written < len(data):
+            written += os.write(fd, view[written:])
+        os.fsync(fd)
+    except OSError as exc:
+        return _salvage(fd, data, start, written), exc
+
+    return len(data), None
+
+
+def _salvage(fd: int, data: bytes, start: int, written: int) -> int:
+    """
+    After *written* bytes of *data* went to *fd* at offset *start* and
+    the rest failed: cut off the torn line, fsync the whole lines, and
+    return their length (0 if they cannot be made durable).
+    """
+    if written == len(data):
+        # The fsync failed.  What reached the disk is then unknown, and
+        # a second fsync may succeed without writing anything.
+        return 0
+
+    kept = data.rfind(b"\n", 0, written) + 1
+    if written > kept and start >= 0:
+        with contextlib.suppress(OSError):
+            # Unless someone else appended meanwhile.
+            if os.fstat(fd).st_size == start + written:
+                os.ftruncate(fd, start + kept)
+    if not kept:
+        return 0
+    try:
+        os.fsync(fd)
+    except OSError:
+        return 0
+
+    return kept

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
 from nylas_async import JournalError, JournalRecord, read_journal
-from nylas_async._journal import JournalWriter, open_journal
+from nylas_async._journal import (
+    JournalWriter,
+    UnencodableRecordError,
+    open_journal,
+)
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -95,6 +104,47 @@ class TestJournalRecord:
         """Data that is not a record gives None rather than an error."""
         assert JournalRecord.from_json(data) is None
 
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            pytest.param({"webhook_secret": "new\ud800"}, id="secret"),
+            pytest.param({"webhook_id": "wh\udcff"}, id="id"),
+        ],
+    )
+    def test_unencodable(self, fields: dict[str, str]) -> None:
+        """
+        An id or secret holding a lone surrogate cannot be written: a
+        JournalError that holds neither the secret nor its encoding
+        error, which would.
+        """
+        record = attrs.evolve(
+            _record("wh1", "rotated", webhook_secret=SECRET), **fields
+        )
+
+        with pytest.raises(UnencodableRecordError) as caught:
+            record.to_line()
+
+        assert SECRET not in str(caught.value)
+        assert caught.value.__context__ is None
+        assert isinstance(caught.value, JournalError)
+
+    def test_descriptions_escaped(self) -> None:
+        """Error texts holding a lone surrogate are written escaped."""
+        record = _record(
+            "wh1",
+            "failed",
+            error="id 'a\udcff' is malformed",
+            callback_error="E: \ud800",
+            request_id="r\ud800",
+        )
+
+        read = JournalRecord.from_json(json.loads(record.to_line()))
+
+        assert read is not None
+        assert read.error == "id 'a\\udcff' is malformed"
+        assert read.callback_error == "E: \\ud800"
+        assert read.request_id == "r\\ud800"
+
 
 class TestOpenJournal:
     def test_new_file_is_private(self, tmp_path: Path) -> None:
@@ -140,9 +190,16 @@ class TestOpenJournal:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
     def test_refuses_directory(self, tmp_path: Path) -> None:
-        """A path that is not a regular file is refused."""
-        with pytest.raises(OSError):  # noqa: PT011 -- EISDIR, platform text
+        """A directory is refused with a JournalError naming it."""
+        with pytest.raises(JournalError, match="cannot open the journal"):
             open_journal(tmp_path)
+
+    def test_missing_directory(self, tmp_path: Path) -> None:
+        """A path in a directory that does not exist is a JournalError."""
+        path = tmp_path / "no" / "j.jsonl"
+
+        with pytest.raises(JournalError, match=str(path)):
+            open_journal(path)
 
     async def test_seals_torn_line(self, tmp_path: Path) -> None:
         """After a torn line, the next record starts on a line of its own."""
@@ -182,6 +239,77 @@ class TestJournalWriter:
         with pytest.raises(JournalError, match="cannot write"):
             await writer.submit(_record("a", "started"))
         await writer.aclose()
+
+    def test_disk_full(self, tmp_path: Path) -> None:
+        """
+        A write that hits a full disk (a file size limit here, in a
+        process of its own) keeps the whole lines it wrote, fails the
+        rest, cuts the torn line off, and refuses every later record.
+        """
+        path = tmp_path / "j.jsonl"
+
+        result = _run_script(_DISK_FULL, str(path))
+
+        results = result["results"]
+        assert results[:2] == ["ok", "ok"]
+        assert all("File too large" in r for r in results[2:])
+        assert "cannot write the journal" in result["later"]
+        assert path.read_bytes().endswith(b"\n")
+        assert sorted(read_journal(path)) == ["wh0", "wh1", "wh2"]
+
+    async def test_failed_fsync(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        After a failed fsync nothing written is trusted: every record of
+        that write fails, and so does every later one.
+        """
+        path = tmp_path / "j.jsonl"
+        writer = JournalWriter(open_journal(path), str(path))
+
+        def fsync(fd: int) -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        futures = [writer.submit(_record(f"wh{i}", "started")) for i in "ab"]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        monkeypatch.undo()
+
+        assert all(isinstance(o, JournalError) for o in outcomes)
+        assert "Input/output error" in str(outcomes[0])
+        with pytest.raises(JournalError, match="cannot write"):
+            writer.submit(_record("c", "started"))
+        await writer.aclose()
+
+    async def test_cancelled_writer_fails_queue(self, tmp_path: Path) -> None:
+        """A writer task cancelled before it ran fails what was queued."""
+        path = tmp_path / "j.jsonl"
+        writer = JournalWriter(open_journal(path), str(path))
+        future = writer.submit(_record("a", "started"))
+        assert writer._task is not None
+        writer._task.cancel()
+
+        async with asyncio.timeout(5):
+            with pytest.raises(JournalError, match="stopped"):
+                await future
+        with pytest.raises(JournalError, match="stopped"):
+            writer.submit(_record("b", "started"))
+        await writer.aclose()
+
+    async def test_unencodable_leaves_writer_working(
+        self, tmp_path: Path
+    ) -> None:
+        """A record that cannot be encoded is refused alone."""
+        path = tmp_path / "j.jsonl"
+        bad = _record("a", "rotated", webhook_secret="x\ud800")
+
+        writer = JournalWriter(open_journal(path), str(path))
+        with pytest.raises(UnencodableRecordError):
+            writer.submit(bad)
+        await writer.submit(_record("b", "started"))
+        await writer.aclose()
+
+        assert list(read_journal(path)) == ["b"]
 
     async def test_closed_writer_refuses(self, tmp_path: Path) -> None:
         """A closed writer refuses new records instead of losing them."""
@@ -239,6 +367,23 @@ class TestReadJournal:
         assert record.outcome == "started"
         assert not record.settled
 
+    async def test_deeply_nested_line(self, tmp_path: Path) -> None:
+        """A line nested too deeply to parse is skipped like garbage."""
+        path = tmp_path / "j.jsonl"
+        await _write(path, _record("a", "started"))
+        with path.open("ab") as f:
+            f.write(b"[" * 100_000 + b"\n")
+        await _write(path, _record("b", "rotated", webhook_secret="y"))
+
+        assert sorted(read_journal(path)) == ["a", "b"]
+
+    def test_only_a_torn_line(self, tmp_path: Path) -> None:
+        """A journal killed during its first write reads as empty."""
+        path = tmp_path / "j.jsonl"
+        path.write_bytes(b'{"webhook_id":"a","outc')
+
+        assert read_journal(path) == {}
+
     def test_not_a_journal(self, tmp_path: Path) -> None:
         """A file with lines but no record is refused, not read as empty."""
         path = tmp_path / "ids.txt"
@@ -253,3 +398,58 @@ class TestReadJournal:
         path.write_text("")
 
         assert read_journal(path) == {}
+
+
+_DISK_FULL = """
+import asyncio, datetime as dt, json, os, resource, signal, sys
+from nylas_async._journal import JournalError, JournalRecord, JournalWriter
+from nylas_async._journal import open_journal
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+path = sys.argv[1]
+
+def record(number):
+    return JournalRecord(
+        webhook_id=f"wh{number}", outcome="rotated", webhook_secret="s" * 40,
+        time=dt.datetime(2025, 1, 2, tzinfo=dt.UTC),
+    )
+
+async def main():
+    writer = JournalWriter(open_journal(path), path)
+    await writer.submit(record(0))
+    line = len(record(1).to_line())
+    limit = os.path.getsize(path) + 2 * line + line // 2
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    futures = [writer.submit(record(n)) for n in range(1, 6)]
+    results = []
+    for future in futures:
+        try:
+            await future
+            results.append("ok")
+        except JournalError as exc:
+            results.append(str(exc))
+    try:
+        writer.submit(record(9))
+        later = "accepted"
+    except JournalError as exc:
+        later = str(exc)
+    await writer.aclose()
+    print(json.dumps({"results": results, "later": later}))
+
+asyncio.run(main())
+"""
+
+
+def _run_script(script: str, *args: str) -> Any:
+    """Run *script* in a Python process of its own; return its JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+    return json.loads(done.stdout)
