@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import os
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import (
     AsyncIterable,
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 import attrs
 
+from ._config import RetryPolicy
 from ._errors import (
     AuthenticationError,
     CallError,
@@ -53,6 +56,8 @@ from ._journal import (
     JournalError,
     JournalRecord,
     JournalWriter,
+    UnencodableRecordError,
+    describe_os_error,
     iter_records,
     now,
     open_journal,
@@ -60,13 +65,15 @@ from ._journal import (
 from ._webhooks import check_webhook_id
 
 if TYPE_CHECKING:
-    from ._config import RetryPolicy
     from ._models import Response, WebhookWithSecret
 
 log: Final = logging.getLogger("nylas_async.batch")
 
 DEFAULT_CONCURRENCY: Final = 16
 DEFAULT_GRACE: Final = 5.0
+#: The most workers a batch runs.  At Nylas's 50 requests a second more
+#: only wait in line, each holding a task and, in flight, a connection.
+MAX_CONCURRENCY: Final = 1000
 
 Ids: TypeAlias = "Iterable[str] | AsyncIterable[str]"
 
@@ -78,8 +85,9 @@ class Outcome(enum.StrEnum):
     ROTATED = "rotated"
     #: The server did not rotate: the secret is unchanged.
     FAILED = "failed"
-    #: The secret may have changed without the new one reaching us:
-    #: rotate the webhook again.
+    #: The secret may have changed without the new one reaching us, or
+    #: it changed and the new one could not be journaled: rotate the
+    #: webhook again.
     UNKNOWN = "unknown"
     #: A resumed journal already holds this webhook's new secret.
     SKIPPED = "skipped"
@@ -117,7 +125,10 @@ class RotationOutcome:
             ``"status 503"`` or ``"connection dropped"``.
         elapsed: seconds from taking the id to this outcome.
         error: why it failed or is unknown; its text never holds a
-            secret.
+            secret.  A `JournalError` on an unknown outcome means the
+            webhook was rotated but its new secret could not be
+            journaled, so it is lost; the journal's last record for it
+            is ``started``, and a resumed batch rotates it again.
         transient: for a failure, whether running again may succeed
             (a resumed batch retries those); false for not found, a
             refused key, a malformed id.
@@ -212,6 +223,16 @@ class Rotator(Protocol):
     ) -> Response[WebhookWithSecret]: ...
 
 
+def _budget_number(
+    _: object, attribute: attrs.Attribute[float], value: float
+) -> None:
+    if not (_is_number(value) and 0 <= value < math.inf):
+        raise UsageError(
+            f"RetryBudget {attribute.name} must be a finite number, zero "
+            "or more"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class RetryBudget:
     """
@@ -234,10 +255,8 @@ class RetryBudget:
             (default 20).
     """
 
-    ratio: float = attrs.field(default=0.2, validator=attrs.validators.ge(0.0))
-    reserve: float = attrs.field(
-        default=20.0, validator=attrs.validators.ge(0.0)
-    )
+    ratio: float = attrs.field(default=0.2, validator=_budget_number)
+    reserve: float = attrs.field(default=20.0, validator=_budget_number)
 
 
 class _Pace:
@@ -357,12 +376,22 @@ class RotationBatch:
     ended.  Nothing starts until the first ``async for`` step or
     ``async with``.
 
-    Use it as an async context manager, or iterate it to the end;
-    leaving early without `aclose` leaves its workers running.
+    Use it as an async context manager, or iterate it to the end.
     Cancelling the task that iterates, `stop`, and `aclose` all stop
     taking new ids, give requests in flight *grace* seconds, then cancel
     them: each of those ends rotated if its reply came, otherwise
-    unknown, and is journaled and counted, never dropped.
+    unknown, and is journaled and counted, never dropped.  Outcomes
+    that `aclose` leaves unread are counted and journaled too, and a
+    warning names how many rotated ones were never read.  A batch
+    dropped while it runs, without `aclose`, stops the same way once
+    Python frees it (at once in CPython, unless something else still
+    refers to it), with a warning.
+
+    If the journal cannot be written (a full disk), the batch stops at
+    once: a rotation whose new secret could not be journaled ends
+    unknown with a `JournalError` as its *error*, never rotated, and
+    once the outcomes in flight are read, iteration raises that
+    `JournalError`.  *concurrency* is at most `MAX_CONCURRENCY`.
 
     For progress, read `progress` at any time, or pass *on_progress*,
     called with a `BatchProgress` after each outcome.
@@ -388,15 +417,139 @@ class RotationBatch:
             raise UsageError("ids must be a collection of ids, not one id")
         if not isinstance(ids, Iterable | AsyncIterable):
             raise UsageError("ids must be an iterable or async iterable")
-        if type(concurrency) is not int or concurrency < 1:
-            raise UsageError("concurrency must be a positive integer")
-        if type(canary) is not int or canary < 0:
+        if not _count_in(concurrency, 1, MAX_CONCURRENCY):
+            raise UsageError(
+                "concurrency must be a whole number from 1 to "
+                f"{MAX_CONCURRENCY}"
+            )
+        if not _count_in(canary, 0, None):
             raise UsageError("canary must be zero or a positive integer")
-        if not grace >= 0:
+        if not (_is_number(grace) and 0 <= grace < math.inf):
             raise UsageError("grace must be zero or more seconds")
-        if resume and journal is None:
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise UsageError("retry must be a RetryPolicy or None")
+        if retry_budget is not None and not isinstance(
+            retry_budget, RetryBudget
+        ):
+            raise UsageError("retry_budget must be a RetryBudget or None")
+        if on_rotated is not None and not callable(on_rotated):
+            raise UsageError("on_rotated must be an async callable or None")
+        if on_progress is not None and not callable(on_progress):
+            raise UsageError("on_progress must be callable or None")
+        name = _journal_name(journal)
+        if resume and name is None:
             raise UsageError("resume needs a journal to resume from")
 
+        self._run = _Run(
+            rotator,
+            ids,
+            rate_limit=rate_limit,
+            concurrency=concurrency,
+            journal=name,
+            resume=resume,
+            on_rotated=on_rotated,
+            on_progress=on_progress,
+            canary=canary,
+            retry_budget=retry_budget or RetryBudget(),
+            retry=retry,
+            grace=float(grace),
+        )
+        # The workers refer to the run, never to this object, so that
+        # Python frees it once its user lets go of it.
+        finalizer = weakref.finalize(self, self._run.abandoned)
+        finalizer.atexit = False
+
+    @property
+    def summary(self) -> BatchSummary:
+        """The counts so far; final once iteration has ended."""
+        return self._run.summary()
+
+    @property
+    def progress(self) -> BatchProgress:
+        """Where the batch stands now; cheap enough to read often."""
+        return self._run.progress()
+
+    @property
+    def finished(self) -> bool:
+        """Whether every worker is done and the journal closed."""
+        return self._run.finished
+
+    def stop(self, *, grace: float | None = None) -> None:
+        """
+        Stop taking new ids, and cancel requests still in flight after
+        *grace* seconds (the batch's own grace by default; 0 cancels
+        them now).
+
+        Iteration goes on with the outcomes of the ids in flight, then
+        ends.  Calling it again may shorten the grace, never lengthen it.
+        """
+        if grace is not None and not (_is_number(grace) and grace >= 0):
+            raise UsageError("grace must be zero or more seconds")
+        self._run.stop(grace=grace)
+
+    async def aclose(self) -> None:
+        """
+        Stop the batch (see `stop`) and wait until nothing runs.
+
+        Outcomes not yet iterated are counted in `summary` and, with a
+        journal, recorded in it; a warning says how many of them were
+        rotated, and without a journal or ``on_rotated`` their new
+        secrets are lost.  Calling it again does nothing.
+        """
+        await self._run.aclose()
+
+    async def __aenter__(self) -> RotationBatch:
+        await self._run.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._run.aclose()
+
+    def __aiter__(self) -> RotationBatch:
+        return self
+
+    async def __anext__(self) -> RotationOutcome:
+        return await self._run.next()
+
+    def __repr__(self) -> str:
+        p = self.progress
+
+        return (
+            f"<RotationBatch {self._run.state}: {p.done} done, "
+            f"{p.rotated} rotated, {p.failed} failed, {p.unknown} unknown>"
+        )
+
+
+class _Run:
+    """
+    The workings of a `RotationBatch`: its workers, journal and counts.
+
+    Kept apart from the batch its user holds, which the workers never
+    refer to, so that a batch dropped without `aclose` can be noticed
+    and stopped (see `abandoned`).
+    """
+
+    def __init__(
+        self,
+        rotator: Rotator,
+        ids: Ids,
+        *,
+        rate_limit: float | None,
+        concurrency: int,
+        journal: str | None,
+        resume: bool,
+        on_rotated: SecretSink | None,
+        on_progress: ProgressHook | None,
+        canary: int,
+        retry_budget: RetryBudget,
+        retry: RetryPolicy | None,
+        grace: float,
+    ) -> None:
         self._rotator = rotator
         self._ids = ids
         self._concurrency = concurrency
@@ -406,9 +559,9 @@ class RotationBatch:
         self._on_progress = on_progress
         self._retry = retry
         self._grace = grace
-        self._budget = retry_budget or RetryBudget()
-        self._hooks = _Hooks(_Pace(rate_limit), self._budget)
+        self._hooks = _Hooks(_Pace(rate_limit), retry_budget)
 
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._started: float | None = None
         self._finished_at: float | None = None
         self._source: Iterator[str] | AsyncIterator[str] | None = None
@@ -416,7 +569,7 @@ class RotationBatch:
         # Holding every id seen keeps duplicates out at a cost of about
         # 100 bytes per id: 10 MB for 100,000, far less than the
         # outcomes themselves, which are never kept.
-        self._seen: set[str] = set()
+        self.seen: set[str] = set()
         self._settled: dict[str, str] = {}
         self._writer: JournalWriter | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -435,7 +588,7 @@ class RotationBatch:
         self._room = asyncio.Event()
         self._stopping = False
         self._closing = False
-        self._finished = False
+        self.finished = False
         self._hard_stop: asyncio.TimerHandle | None = None
         self._stop_reason: StopReason | None = None
         self._fatal: BaseException | None = None
@@ -445,11 +598,9 @@ class RotationBatch:
         self._duplicates = 0
         self._retry_reasons: Counter[str] = Counter()
 
-    # The public surface.
+    # What the batch asks of it.
 
-    @property
     def summary(self) -> BatchSummary:
-        """The counts so far; final once iteration has ended."""
         counts = self._counts
 
         return BatchSummary(
@@ -465,9 +616,7 @@ class RotationBatch:
             stop_reason=self._stop_reason,
         )
 
-    @property
     def progress(self) -> BatchProgress:
-        """Where the batch stands now; cheap enough to read often."""
         counts = self._counts
 
         return BatchProgress(
@@ -483,26 +632,22 @@ class RotationBatch:
         )
 
     @property
-    def finished(self) -> bool:
-        """Whether every worker is done and the journal closed."""
-        return self._finished
+    def state(self) -> str:
+        if self.finished:
+            return "finished"
+        if self._supervisor is None:
+            return "not started"
+
+        return "running"
 
     def stop(self, *, grace: float | None = None) -> None:
-        """
-        Stop taking new ids, and cancel requests still in flight after
-        *grace* seconds (the batch's own grace by default; 0 cancels
-        them now).
-
-        Iteration goes on with the outcomes of the ids in flight, then
-        ends.  Calling it again may shorten the grace, never lengthen it.
-        """
         grace = self._grace if grace is None else grace
         if not self._stopping:
             self._stopping = True
             if self._stop_reason is None:
                 self._stop_reason = StopReason.STOPPED
             self._canary_done.set()
-        if self._supervisor is None or self._finished:
+        if self._supervisor is None or self.finished:
             return
 
         loop = asyncio.get_running_loop()
@@ -514,49 +659,28 @@ class RotationBatch:
         self._hard_stop = loop.call_at(when, self._cancel_workers)
 
     async def aclose(self) -> None:
-        """
-        Stop the batch (see `stop`) and wait until nothing runs.
-
-        Outcomes not yet iterated are counted in `summary` and, with a
-        journal, recorded in it.  Calling it again does nothing.
-        """
         starting = self._starting
         if starting is not None and not starting.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(starting)
         if self._supervisor is None:
-            self._finished = True
+            self.finished = True
             return
 
         self._closing = True
         self._room.set()
-        if not self._finished:
+        if not self.finished:
             self.stop()
         await asyncio.shield(self._supervisor)
 
-    async def __aenter__(self) -> RotationBatch:
-        await self._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> RotationBatch:
-        return self
-
-    async def __anext__(self) -> RotationOutcome:
-        await self._start()
+    async def next(self) -> RotationOutcome:
+        await self.start()
         while True:
             if self._outcomes and not self._closing:
                 outcome = self._outcomes.popleft()
                 self._room.set()
                 return outcome
-            if self._finished or self._closing:
+            if self.finished or self._closing:
                 if self._fatal is not None:
                     error, self._fatal = self._fatal, None
                     raise error
@@ -568,16 +692,29 @@ class RotationBatch:
                 self.stop()
                 raise
 
-    def __repr__(self) -> str:
-        p = self.progress
-        state = "finished" if self._finished else "running"
-        if self._supervisor is None and not self._finished:
-            state = "not started"
+    def abandoned(self) -> None:
+        """
+        Called when the batch is freed: if it still runs, stop it on its
+        loop.  This may run on any thread, or after the loop is closed.
+        """
+        loop = self._loop
+        if loop is None or self.finished or self._closing:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._abandon)
 
-        return (
-            f"<RotationBatch {state}: {p.done} done, {p.rotated} rotated, "
-            f"{p.failed} failed, {p.unknown} unknown>"
+    def _abandon(self) -> None:
+        if self.finished or self._closing:
+            return
+
+        log.warning(
+            "a RotationBatch was dropped while it ran, without aclose() "
+            "or async with: stopping it; rotations in flight get %g s",
+            self._grace,
         )
+        self._closing = True
+        self._room.set()
+        self.stop()
 
     # Starting and finishing.
 
@@ -588,17 +725,18 @@ class RotationBatch:
 
         return end - self._started
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
         """Start the workers once, however many callers ask at once."""
         if self._starting is None:
-            if self._finished:
+            if self.finished:
                 return
             self._starting = asyncio.ensure_future(self._open())
         await asyncio.shield(self._starting)
 
     async def _open(self) -> None:
-        if self._journal_path is not None:
-            name = os.fspath(self._journal_path)
+        self._loop = asyncio.get_running_loop()
+        name = self._journal_path
+        if name is not None:
             if self._resume:
                 self._settled = await asyncio.to_thread(_settled_ids, name)
             fd = await asyncio.to_thread(open_journal, name)
@@ -633,8 +771,38 @@ class RotationBatch:
             if self._writer is not None:
                 await self._writer.aclose()
             self._finished_at = time.monotonic()
-            self._finished = True
+            self.finished = True
             self._ready.set()
+            if self._closing:
+                self._warn_unread()
+
+    def _warn_unread(self) -> None:
+        """Say how many rotated outcomes were closed away unread."""
+        unread = [o for o in self._outcomes if o.outcome == Outcome.ROTATED]
+        if not unread:
+            return
+
+        if self._writer is not None:
+            log.warning(
+                "the batch was closed before %d rotated outcomes were "
+                "read; their new secrets are in the journal %s",
+                len(unread),
+                self._writer.name,
+            )
+            return
+        lost = [
+            o.webhook_id
+            for o in unread
+            if self._on_rotated is None or o.callback_error is not None
+        ]
+        log.warning(
+            "the batch was closed before %d rotated outcomes were read; "
+            "%d of them went to no journal and no on_rotated, so their "
+            "new secrets are lost: rotate these webhooks again: %s",
+            len(unread),
+            len(lost),
+            _some(lost),
+        )
 
     def _cancel_workers(self) -> None:
         for task in self._workers:
@@ -684,17 +852,17 @@ class RotationBatch:
             webhook_id = check_webhook_id(raw)
         except NylasError as exc:
             text = raw if isinstance(raw, str) else repr(raw)
-            if text in self._seen:
+            if text in self.seen:
                 self._duplicates += 1
                 return None
-            self._seen.add(text)
+            self.seen.add(text)
             self._count_canary()
             return _Malformed(text, exc)
 
-        if webhook_id in self._seen:
+        if webhook_id in self.seen:
             self._duplicates += 1
             return None
-        self._seen.add(webhook_id)
+        self.seen.add(webhook_id)
         if webhook_id not in self._settled:
             self._count_canary()
 
@@ -790,7 +958,7 @@ class RotationBatch:
         """
         cancelled = False
         if self._writer is not None:
-            cancelled = await self._journal(outcome)
+            outcome, cancelled = await self._journal(outcome)
 
         if outcome.outcome == Outcome.ROTATED and self._on_rotated:
             callback_error: BaseException | None = None
@@ -810,34 +978,50 @@ class RotationBatch:
                 outcome = attrs.evolve(outcome, callback_error=callback_error)
                 self._callback_failures += 1
                 if self._writer is not None:
-                    cancelled = await self._journal(outcome) or cancelled
+                    # The secret is on disk already; this adds a note.
+                    _, late = await self._journal(outcome)
+                    cancelled = late or cancelled
 
         self._report(outcome, canary=canary)
         if cancelled:
             raise asyncio.CancelledError
 
-    async def _journal(self, outcome: RotationOutcome) -> bool:
+    async def _journal(
+        self, outcome: RotationOutcome
+    ) -> tuple[RotationOutcome, bool]:
         """
-        Write the record of *outcome*, even through cancellation;
-        return whether a cancellation arrived meanwhile.
+        Write the record of *outcome*, even through cancellation; return
+        the outcome to report and whether a cancellation arrived.
+
+        A new secret that cannot be written makes the outcome unknown:
+        no one may hear of a secret the journal does not hold.
         """
-        record = _record(outcome)
         try:
-            return await _write_through(self._writer, record)
+            cancelled = await _write_through(self._writer, _record(outcome))
+        except UnencodableRecordError as exc:
+            if outcome.outcome != Outcome.ROTATED:
+                log.warning("%s; it is reported, not journaled", exc)
+                return outcome, False
+            return await self._journal(_unsaved(outcome, exc))
         except JournalError as exc:
             self._fail_journal(exc)
-            return False
+            if outcome.outcome == Outcome.ROTATED:
+                outcome = _unsaved(outcome, exc)
+            return outcome, False
+
+        return outcome, cancelled
 
     async def _write(self, record: JournalRecord) -> None:
         if await _write_through(self._writer, record):
             raise asyncio.CancelledError
 
     def _fail_journal(self, exc: JournalError) -> None:
-        log.error("stopping the batch: %s", exc)
+        """Stop at once: nothing rotated from now on could be kept."""
         if self._fatal is None:
+            log.error("stopping the batch: %s", exc)
             self._fatal = exc
         self._stop_reason = StopReason.JOURNAL
-        self.stop(grace=self._grace)
+        self.stop(grace=0)
 
     def _report(self, outcome: RotationOutcome, *, canary: bool) -> None:
         self._counts[outcome.outcome] += 1
@@ -859,9 +1043,48 @@ class RotationBatch:
         self._ready.set()
         if self._on_progress is not None:
             try:
-                self._on_progress(self.progress)
+                self._on_progress(self.progress())
             except Exception:
                 log.exception("on_progress failed; the batch goes on")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _count_in(value: object, low: int, high: int | None) -> bool:
+    """Whether *value* is an int from *low* to *high* (no bound: None)."""
+    if type(value) is not int or value < low:
+        return False
+
+    return high is None or value <= high
+
+
+def _journal_name(journal: object) -> str | None:
+    """The journal path as a str, or ``UsageError`` if it cannot be one."""
+    if journal is None:
+        return None
+    if not isinstance(journal, str | os.PathLike):
+        kind = type(journal).__name__
+        raise UsageError(f"journal must be a file path, not {kind}")
+    name = os.fspath(journal)
+    if not isinstance(name, str):
+        raise UsageError("journal must be a str path, not bytes")
+    if not name:
+        raise UsageError("journal must be a file path, not empty")
+    if "\0" in name:
+        raise UsageError("journal path holds a NUL character")
+
+    return name
+
+
+def _some(ids: list[str], shown: int = 10) -> str:
+    """Up to *shown* of *ids*, and how many more."""
+    text = ", ".join(ids[:shown])
+    if len(ids) > shown:
+        text += f" and {len(ids) - shown} more"
+
+    return text
 
 
 def _iterate(ids: Ids) -> Iterator[str] | AsyncIterator[str]:
@@ -928,12 +1151,18 @@ def _settled_ids(name: str) -> dict[str, str]:
     """
     Read the journal *name* for resuming: the ids a resumed batch
     leaves alone, with their outcome.  Secrets are not kept.
+
+    Raises `JournalError` if the file is there but cannot be read.
     """
     settled: dict[str, str] = {}
     try:
         file = open(name, "rb")  # noqa: SIM115 -- closed below
     except FileNotFoundError:
         return settled
+    except OSError as exc:
+        raise JournalError(
+            f"cannot read the journal {name}: {describe_os_error(exc)}"
+        ) from exc
     with file:
         for record in iter_records(file, name):
             if record.settled:
@@ -969,6 +1198,24 @@ def _interrupted(webhook_id: str) -> RotationOutcome:
 
     return RotationOutcome(
         webhook_id=webhook_id, outcome=Outcome.UNKNOWN, error=error
+    )
+
+
+def _unsaved(outcome: RotationOutcome, cause: JournalError) -> RotationOutcome:
+    """The unknown outcome of a rotation whose secret the journal lacks."""
+    error = JournalError(
+        f"webhook {outcome.webhook_id} was rotated, but its new secret "
+        f"could not be journaled ({cause}), so it is lost: rotate the "
+        "webhook again"
+    )
+    error.__cause__ = cause
+
+    return attrs.evolve(
+        outcome,
+        outcome=Outcome.UNKNOWN,
+        webhook_secret=None,
+        error=error,
+        transient=False,
     )
 
 

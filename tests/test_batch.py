@@ -10,9 +10,13 @@ the fake Nylas.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import json
+import logging
 import os
 import stat
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -27,6 +31,7 @@ from nylas_async import (
     BatchProgress,
     Client,
     ClientClosedError,
+    JournalError,
     NotFoundError,
     NylasError,
     Outcome,
@@ -41,9 +46,10 @@ from nylas_async import (
     StopReason,
     UsageError,
     WebhookWithSecret,
+    _journal,
     read_journal,
 )
-from nylas_async._batch import _Hooks, _Pace
+from nylas_async._batch import MAX_CONCURRENCY, _Hooks, _Pace
 from nylas_async._journal import JournalRecord, now
 
 
@@ -113,6 +119,15 @@ async def _collect(batch: RotationBatch) -> list[RotationOutcome]:
         return [outcome async for outcome in batch]
 
 
+async def _collect_into(
+    batch: RotationBatch, outcomes: list[RotationOutcome]
+) -> None:
+    """Like `_collect`, keeping what came before an error."""
+    async with batch:
+        async for outcome in batch:
+            outcomes.append(outcome)
+
+
 def _ids(count: int) -> list[str]:
     return [f"wh{number:05d}" for number in range(count)]
 
@@ -156,6 +171,29 @@ class TestRotateSecrets:
             pytest.param([], {"canary": -1}, "canary", id="canary"),
             pytest.param([], {"grace": -1.0}, "grace", id="grace"),
             pytest.param([], {"resume": True}, "journal", id="resume"),
+            pytest.param([], {"grace": "5"}, "grace", id="grace-str"),
+            pytest.param([], {"grace": float("inf")}, "grace", id="grace-inf"),
+            pytest.param([], {"grace": float("nan")}, "grace", id="grace-nan"),
+            pytest.param([], {"retry": "x"}, "RetryPolicy", id="retry"),
+            pytest.param(
+                [], {"retry_budget": "x"}, "RetryBudget", id="budget"
+            ),
+            pytest.param([], {"concurrency": -3}, "concurrency", id="neg"),
+            pytest.param([], {"concurrency": 2.0}, "concurrency", id="float"),
+            pytest.param([], {"concurrency": True}, "concurrency", id="bool"),
+            pytest.param(
+                [],
+                {"concurrency": MAX_CONCURRENCY + 1},
+                "from 1 to 1000",
+                id="huge",
+            ),
+            pytest.param([], {"journal": 5}, "not int", id="journal-int"),
+            pytest.param([], {"journal": ""}, "not empty", id="journal-empty"),
+            pytest.param([], {"journal": "a\0b"}, "NUL", id="journal-nul"),
+            pytest.param(
+                [], {"journal": b"j.jsonl"}, "not bytes", id="journal-bytes"
+            ),
+            pytest.param([], {"on_rotated": "x"}, "on_rotated", id="sink"),
         ],
     )
     def test_misuse(
@@ -164,6 +202,39 @@ class TestRotateSecrets:
         """Options that cannot work raise UsageError before any work."""
         with pytest.raises(UsageError, match=message):
             RotationBatch(Stub(), ids, **options)
+
+    def test_most_workers(self) -> None:
+        """The largest pool allowed is accepted."""
+        RotationBatch(Stub(), [], concurrency=MAX_CONCURRENCY)
+
+    @pytest.mark.parametrize(
+        "journal",
+        [
+            pytest.param("missing/j.jsonl", id="missing-directory"),
+            pytest.param(".", id="directory"),
+        ],
+    )
+    async def test_unusable_journal_path(
+        self, tmp_path: Path, journal: str
+    ) -> None:
+        """A journal path that cannot be opened is a JournalError first."""
+        stub = Stub()
+        batch = RotationBatch(stub, _ids(3), journal=tmp_path / journal)
+
+        with pytest.raises(JournalError, match="cannot open the journal"):
+            await _collect(batch)
+
+        assert stub.calls == []
+
+    async def test_unreadable_journal_on_resume(self, tmp_path: Path) -> None:
+        """Resuming from a directory is a JournalError, not an OSError."""
+        stub = Stub()
+        batch = RotationBatch(stub, _ids(3), journal=tmp_path, resume=True)
+
+        with pytest.raises(JournalError, match="cannot read the journal"):
+            await _collect(batch)
+
+        assert stub.calls == []
 
 
 class TestRotationBatch:
@@ -668,6 +739,21 @@ def _no_batch_tasks() -> bool:
 
 
 class TestRetryBudget:
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            pytest.param({"ratio": -0.1}, id="negative"),
+            pytest.param({"ratio": "x"}, id="text"),
+            pytest.param({"reserve": float("nan")}, id="nan"),
+            pytest.param({"reserve": float("inf")}, id="inf"),
+            pytest.param({"reserve": True}, id="bool"),
+        ],
+    )
+    def test_misuse(self, fields: dict[str, Any]) -> None:
+        """Values a budget cannot hold raise UsageError."""
+        with pytest.raises(UsageError, match="RetryBudget"):
+            RetryBudget(**fields)
+
     def test_spends_and_earns(self) -> None:
         """Retries spend the reserve; successes earn a share back."""
         hooks = _Hooks(_Pace(None), RetryBudget(ratio=0.5, reserve=2))
@@ -797,9 +883,266 @@ class TestMemory:
         finally:
             tracemalloc.stop()
 
-        seen = batch._seen
+        seen = batch._run.seen
         seen_bytes = sys.getsizeof(seen) + sum(map(sys.getsizeof, seen))
         assert done == count
         assert peak - seen_bytes < 4 * 2**20, (
             f"peak {peak / 2**20:.1f} MiB, ids seen {seen_bytes / 2**20:.1f}"
         )
+
+
+class _Failing:
+    """Makes every journal write from the *after*-th on fail: ENOSPC."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.writes = 0
+        self.real = _journal._append
+
+    def __call__(self, fd: int, data: bytes) -> tuple[int, OSError | None]:
+        self.writes += 1
+        if self.writes < self.after:
+            return self.real(fd, data)
+
+        return 0, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class TestJournalFailure:
+    async def test_secret_never_reported_unjournaled(
+        self, journal: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        When the journal cannot take a new secret, that rotation ends
+        unknown with a JournalError, the secret goes nowhere, the batch
+        stops at once, and iteration then raises the JournalError.
+        """
+        stub = Stub(delay=0.01)
+        stored: list[str] = []
+
+        async def store(outcome: RotationOutcome) -> None:
+            stored.append(outcome.webhook_id)
+
+        monkeypatch.setattr(_journal, "_append", _Failing(after=5))
+        batch = RotationBatch(
+            stub, _ids(50), concurrency=4, journal=journal, on_rotated=store
+        )
+        outcomes: list[RotationOutcome] = []
+        with pytest.raises(JournalError, match="No space left on device"):
+            await _collect_into(batch, outcomes)
+
+        rotated = {o.webhook_id for o in outcomes if o.outcome == "rotated"}
+        latest = read_journal(journal)
+        on_disk = {w for w, r in latest.items() if r.outcome == "rotated"}
+        assert rotated == on_disk == set(stored)
+        unsaved = [o for o in outcomes if isinstance(o.error, JournalError)]
+        assert unsaved
+        for outcome in unsaved:
+            assert outcome.webhook_secret is None
+            assert outcome.outcome in ("unknown", "failed")
+            if outcome.webhook_id in stub.secrets:
+                assert outcome.outcome == "unknown"
+                assert latest[outcome.webhook_id].outcome == "started"
+        assert batch.summary.stop_reason == StopReason.JOURNAL
+        assert len(stub.calls) <= 8
+        assert _no_batch_tasks()
+
+    def test_disk_full(self, journal: Path) -> None:
+        """
+        A real full disk (a file size limit, in a process of its own)
+        while a rotation is in flight: its secret is reported nowhere,
+        it is left started in the journal for a resumed batch, and the
+        journal has no torn line.
+        """
+        done = subprocess.run(
+            [sys.executable, "-c", _DISK_FULL, str(journal)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+
+        assert result["outcomes"] == [
+            ["wh0", "rotated", True, None],
+            ["wh1", "rotated", True, None],
+            ["wh2", "unknown", False, "JournalError"],
+        ]
+        assert "File too large" in result["raised"]
+        assert result["stored"] == ["wh0", "wh1"]
+        assert result["calls"] == 3
+        latest = read_journal(journal)
+        assert {w: r.outcome for w, r in latest.items()} == {
+            "wh0": "rotated",
+            "wh1": "rotated",
+            "wh2": "started",
+        }
+        assert journal.read_bytes().endswith(b"\n")
+
+
+class TestUnencodable:
+    async def test_surrogate_secret(self, journal: Path) -> None:
+        """
+        A new secret holding a lone surrogate, which no file can hold,
+        ends unknown and journaled as such; the batch goes on.
+        """
+        stub = Stub()
+        original = stub.rotate_secret
+
+        async def rotate(
+            webhook_id: str, *, retry: RetryPolicy | None = None
+        ) -> Response[WebhookWithSecret]:
+            response = await original(webhook_id, retry=retry)
+            if webhook_id != "wh00001":
+                return response
+            data = WebhookWithSecret(id=webhook_id, webhook_secret="x\ud800")
+            return Response(data=data, request_id="r", client_request_id="c")
+
+        stub.rotate_secret = rotate  # type: ignore[method-assign]
+        batch = RotationBatch(stub, _ids(5), concurrency=1, journal=journal)
+        outcomes = {o.webhook_id: o for o in await _collect(batch)}
+
+        bad = outcomes.pop("wh00001")
+        assert bad.outcome == Outcome.UNKNOWN
+        assert bad.webhook_secret is None
+        assert isinstance(bad.error, JournalError)
+        assert {o.outcome for o in outcomes.values()} == {Outcome.ROTATED}
+        assert read_journal(journal)["wh00001"].outcome == "unknown"
+        assert batch.summary.stop_reason is None
+
+    async def test_surrogate_id(
+        self, journal: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A malformed id no file can hold fails, unjournaled, alone."""
+        stub = Stub()
+
+        outcomes = await _collect(
+            RotationBatch(stub, ["a\udcff", "wh1"], journal=journal)
+        )
+
+        assert sorted(o.outcome for o in outcomes) == ["failed", "rotated"]
+        assert list(read_journal(journal)) == ["wh1"]
+        assert "not journaled" in caplog.text
+
+
+class TestUnread:
+    async def test_closed_with_unread_secrets(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """
+        Leaving the batch early with rotated outcomes unread warns how
+        many there are, that without a journal their secrets are lost,
+        and which ids; never a secret.
+        """
+        stub = Stub(delay=0.01)
+        batch = RotationBatch(stub, _ids(50), concurrency=8)
+        async with batch:
+            async for _ in batch:
+                break
+
+        unread = batch.summary.rotated - 1
+        assert unread > 0
+        [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        text = warning.getMessage()
+        assert f"before {unread} rotated outcomes were read" in text
+        assert "lost" in text
+        assert not any(secret in text for secret in stub.secrets.values())
+
+    async def test_closed_with_journal(
+        self, journal: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With a journal, the warning says the secrets are there."""
+        stub = Stub(delay=0.01)
+        batch = RotationBatch(stub, _ids(50), concurrency=8, journal=journal)
+        async with batch:
+            async for _ in batch:
+                break
+
+        assert f"in the journal {journal}" in caplog.text
+        latest = read_journal(journal)
+        assert {r.outcome for r in latest.values()} == {"rotated"}
+
+    async def test_dropped_batch_stops(
+        self, journal: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """
+        A batch dropped mid-way without aclose stops its workers once
+        freed, warns, and leaves every id it took settled in the journal.
+        """
+        stub = Stub(delay=0.01)
+        batch = RotationBatch(stub, _ids(1000), concurrency=8, journal=journal)
+        async for _ in batch:
+            break
+        del batch
+        gc.collect()
+
+        async with asyncio.timeout(10):
+            while not _no_batch_tasks():  # noqa: ASYNC110 -- task list
+                await asyncio.sleep(0.01)
+
+        assert "dropped while it ran" in caplog.text
+        latest = read_journal(journal)
+        assert len(stub.calls) < 1000
+        assert len(latest) == len(stub.calls)
+        assert {r.outcome for r in latest.values()} <= {"rotated", "unknown"}
+
+
+_DISK_FULL = """
+import asyncio, json, os, resource, signal, sys
+from nylas_async import (
+    JournalError, Response, RotationBatch, WebhookWithSecret,
+)
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+path = sys.argv[1]
+calls = []
+stored = []
+
+
+class Stub:
+    async def rotate_secret(self, webhook_id, *, retry=None):
+        calls.append(webhook_id)
+        if webhook_id == "wh2":
+            # The disk fills up while this rotation is in flight.
+            limit = os.path.getsize(path) + 20
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        data = WebhookWithSecret(id=webhook_id, webhook_secret="s" * 20)
+        return Response(data=data, request_id="r", client_request_id="c")
+
+
+async def store(outcome):
+    stored.append(outcome.webhook_id)
+
+
+async def main():
+    ids = [f"wh{n}" for n in range(10)]
+    batch = RotationBatch(
+        Stub(), ids, concurrency=1, journal=path, on_rotated=store
+    )
+    outcomes = []
+    raised = None
+    try:
+        async with batch:
+            async for outcome in batch:
+                outcomes.append(outcome)
+    except JournalError as exc:
+        raised = str(exc)
+    print(json.dumps({
+        "outcomes": [
+            [
+                o.webhook_id,
+                o.outcome,
+                o.webhook_secret is not None,
+                type(o.error).__name__ if o.error else None,
+            ]
+            for o in outcomes
+        ],
+        "raised": raised,
+        "stored": stored,
+        "calls": len(calls),
+    }))
+
+
+asyncio.run(main())
+"""
