@@ -9,11 +9,13 @@ serve the fake from the test's loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import re
 import signal
 import stat
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,8 +25,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from nylas_async import read_journal
-from nylas_async._cli import main
+from nylas_async import _journal, read_journal
+from nylas_async._cli import _rotate, main
 from nylas_async.testing import FakeNylas, FakeServer, Fault
 
 KEY = "nyk_cli_test"
@@ -69,7 +71,9 @@ def served() -> Iterator[Served]:
         yield s
 
 
-def _invoke(served: Served, *args: str, input: str | None = None) -> Result:
+def _invoke(
+    served: Served, *args: str, input: str | bytes | None = None
+) -> Result:
     env = {"NYLAS_API_KEY": KEY, "NYLAS_API_URI": served.url}
     return CliRunner().invoke(
         main, ["rotate", *args], env=env, input=input, catch_exceptions=False
@@ -297,6 +301,9 @@ class TestRotateCommand:
                 id="same-file",
             ),
             pytest.param(["wh1", "--concurrency", "0"], "0", id="workers"),
+            pytest.param(["wh1", "--rate", "inf"], "finite", id="rate-inf"),
+            pytest.param(["wh1", "--rate", "nan"], "finite", id="rate-nan"),
+            pytest.param(["wh1", "--grace", "inf"], "finite", id="grace-inf"),
         ],
     )
     def test_usage_errors(
@@ -324,6 +331,53 @@ class TestRotateCommand:
         assert "open to other users" in result.stderr
         assert served.fake.requests == []
 
+    def test_markup_in_ids(self, served: Served) -> None:
+        """Ids that look like rich markup are printed as they are."""
+        result = _invoke(served, "[/x]", "[bold]a")
+
+        assert result.exit_code == 3
+        assert "failed: [/x]: malformed webhook id" in result.stderr
+        assert "failed: [bold]a" in result.stderr
+
+    def test_ids_file_not_utf8(self, served: Served, tmp_path: Path) -> None:
+        """A file line that is not UTF-8 is named, before any request."""
+        path = tmp_path / "ids.txt"
+        path.write_bytes(b"abc\n\xff\xfe\n")
+
+        result = _invoke(served, "--ids-file", str(path))
+
+        assert result.exit_code == 2
+        assert f"line 2 of {path} is not UTF-8 text" in result.stderr
+        assert served.fake.requests == []
+
+    def test_stdin_not_utf8(self, served: Served) -> None:
+        """
+        On stdin, ids before a line that is not UTF-8 are rotated, then
+        the command stops there and names the line.
+        """
+        wid = served.fake.add_webhook()
+
+        result = _invoke(
+            served, "--ids-file", "-", input=wid.encode() + b"\n\xff\n"
+        )
+
+        assert result.exit_code == 1
+        assert "line 2 of stdin is not UTF-8 text" in result.stderr
+        assert served.fake.rotations_of(wid) == 1
+        assert [x["webhook_id"] for x in _lines(result.stdout)] == [wid]
+
+    def test_key_with_control_characters(self, served: Served) -> None:
+        """An API key with a carriage return is refused as bad usage."""
+        env = {"NYLAS_API_KEY": "a\rb", "NYLAS_API_URI": served.url}
+
+        result = CliRunner().invoke(
+            main, ["rotate", "wh1"], env=env, catch_exceptions=False
+        )
+
+        assert result.exit_code == 2
+        assert "API key" in result.stderr
+        assert served.fake.requests == []
+
     def test_missing_key(self, tmp_path: Path) -> None:
         """Without an API key the command says so, without a traceback."""
         env = {"NYLAS_API_KEY": "", "NYLAS_API_URI": "http://127.0.0.1:9"}
@@ -338,7 +392,7 @@ class TestRotateCommand:
         result = CliRunner().invoke(main, ["rotate", "--help"])
 
         listed = re.findall(r"^ +(\d+) ", result.stdout, re.MULTILINE)
-        assert listed == ["0", "1", "2", "3", "4", "130"]
+        assert listed == ["0", "1", "2", "3", "4", "5", "130"]
         assert "143 by SIGTERM" in result.stdout
 
 
@@ -448,3 +502,225 @@ class TestKilled:
             if record.outcome == "rotated":
                 assert record.webhook_secret == fake.secret_of(webhook_id)
         assert "SIGTERM" in (tmp_path / "err").read_text()
+
+
+def _shell(redirect: str, *args: str) -> list[str]:
+    """The command run by sh with *redirect*, such as ``>&-``."""
+    return ["sh", "-c", f'exec "$@" {redirect}', "sh", *_cli(*args)]
+
+
+class TestClosedStreams:
+    @pytest.mark.parametrize(
+        ("redirect", "args", "message"),
+        [
+            pytest.param(">&-", [], "stdout is closed", id="stdout"),
+            pytest.param(
+                ">&-", ["--dry-run"], "stdout is closed", id="dry-run"
+            ),
+            pytest.param(
+                "<&-", ["--ids-file", "-"], "stdin is closed", id="stdin"
+            ),
+        ],
+    )
+    def test_closed(
+        self,
+        served: Served,
+        tmp_path: Path,
+        redirect: str,
+        args: list[str],
+        message: str,
+    ) -> None:
+        """A closed stdout or stdin is bad usage, caught before anything."""
+        wid = served.fake.add_webhook()
+        env = {**os.environ, "NYLAS_API_KEY": KEY, "NYLAS_API_URI": served.url}
+        journal = tmp_path / "j.jsonl"
+
+        done = subprocess.run(
+            _shell(redirect, wid, "--journal", str(journal), *args),
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=None if ">" in redirect else subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert done.returncode == 2
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
+        assert served.fake.requests == []
+
+
+#: Runs the command with a file size limit, the first argument, as on a
+#: full disk; the signal it would send is ignored, as a full disk sends
+#: none.
+_LIMITED = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv.pop(1)), hard))
+from nylas_async._cli import main
+main()
+"""
+
+
+def _limited(limit: int, served: Served, *args: str) -> Any:
+    env = {**os.environ, "NYLAS_API_KEY": KEY, "NYLAS_API_URI": served.url}
+    command = [sys.executable, "-c", _LIMITED, str(limit), "rotate"]
+
+    return subprocess.run(
+        [*command, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _failing_after(count: int) -> Any:
+    """A journal `_append` whose *count*-th write and later fail."""
+    real = _journal._append
+    writes = [0]
+
+    def append(fd: int, data: bytes) -> tuple[int, OSError | None]:
+        writes[0] += 1
+        if writes[0] < count:
+            return real(fd, data)
+        return 0, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    return append
+
+
+class TestFullDisk:
+    def test_journal_full(self, served: Served, tmp_path: Path) -> None:
+        """
+        A journal that fills up mid-run: no line claims a secret the
+        journal lacks, no traceback, and a resumed run rotates the rest.
+        """
+        ids = [served.fake.add_webhook() for _ in range(30)]
+        journal = tmp_path / "j.jsonl"
+        args = [*ids, "--journal", str(journal), "--concurrency", "4"]
+
+        done = _limited(2048, served, *args)
+
+        assert done.returncode in (1, 5), done.stderr
+        assert "Traceback" not in done.stderr
+        assert "cannot write the journal" in done.stderr
+        assert "File too large" in done.stderr
+        latest = read_journal(journal)
+        for line in _lines(done.stdout):
+            if line["outcome"] == "rotated":
+                record = latest[line["webhook_id"]]
+                assert record.outcome == "rotated"
+        assert journal.read_bytes().endswith(b"\n")
+
+        again = _invoke(served, *args, "--resume")
+
+        assert again.exit_code == 0, again.output
+        latest = read_journal(journal)
+        for webhook_id in ids:
+            secret = served.fake.secret_of(webhook_id)
+            assert latest[webhook_id].webhook_secret == secret
+
+    def test_secret_lost_to_journal(
+        self,
+        served: Served,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """
+        When the journal cannot take a new secret (no space left on the
+        device), the command names the id, says --resume rotates it
+        again, and exits 5.
+        """
+        ids = [served.fake.add_webhook() for _ in range(5)]
+        journal = tmp_path / "j.jsonl"
+        # One worker: started, rotated, started, then the rotated record
+        # of the second id fails.
+        monkeypatch.setattr(_journal, "_append", _failing_after(4))
+
+        result = _invoke(
+            served, *ids, "--journal", str(journal), "--concurrency", "1"
+        )
+
+        assert result.exit_code == 5
+        lines = {x["webhook_id"]: x for x in _lines(result.stdout)}
+        assert lines[ids[0]]["outcome"] == "rotated"
+        assert lines[ids[1]]["outcome"] == "unknown"
+        assert served.fake.secret_of(ids[1]) not in result.output
+        stderr = " ".join(result.stderr.split())
+        lost = f"new secrets could not be saved, so they are lost: {ids[1]}."
+        assert lost in stderr
+        assert "--resume" in stderr
+        assert "No space left on device" in stderr
+        assert read_journal(journal)[ids[1]].outcome == "started"
+        assert [served.fake.rotations_of(w) for w in ids] == [1, 1, 0, 0, 0]
+
+    def test_out_full(self, served: Served, tmp_path: Path) -> None:
+        """
+        An --out file that fills up, without a journal: the ids whose
+        lines were lost are named, the file keeps only whole lines, and
+        the OS error is shown once, without a traceback.
+        """
+        ids = [served.fake.add_webhook() for _ in range(30)]
+        out = tmp_path / "out.jsonl"
+
+        done = _limited(1024, served, *ids, "--out", str(out))
+
+        assert done.returncode == 5, done.stderr
+        stderr = " ".join(done.stderr.split())
+        assert "Traceback" not in stderr
+        assert "None" not in stderr
+        assert f"could not write to {out}: File too large" in stderr
+        saved = _lines(out.read_text())
+        assert 0 < len(saved) < 30
+        for line in saved:
+            secret = served.fake.secret_of(line["webhook_id"])
+            assert line["webhook_secret"] == secret
+        named = stderr.split("were not written:")[1]
+        rotated = [w for w in ids if served.fake.rotations_of(w)]
+        unsaved = set(rotated) - {x["webhook_id"] for x in saved}
+        assert unsaved
+        assert all(w in named for w in unsaved)
+        assert "could not be saved, so they are lost" in stderr
+
+    def test_out_full_with_journal(
+        self,
+        served: Served,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """
+        An --out file that fails beside a journal loses no secret: the
+        command stops, says the journal holds every outcome, exits 1.
+        """
+        ids = [served.fake.add_webhook() for _ in range(20)]
+        journal = tmp_path / "j.jsonl"
+        out = tmp_path / "out.jsonl"
+        real = _rotate._write_whole
+        lines = [0]
+
+        def write(fd: int, data: bytes, *, fsync: bool) -> None:
+            lines[0] += 1
+            if lines[0] > 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real(fd, data, fsync=fsync)
+
+        monkeypatch.setattr(_rotate, "_write_whole", write)
+
+        result = _invoke(
+            served, *ids, "--journal", str(journal), "--out", str(out)
+        )
+
+        assert result.exit_code == 1
+        stderr = " ".join(result.stderr.split())
+        assert "No space left on device" in stderr
+        assert f"is in the journal {journal}" in stderr
+        latest = read_journal(journal)
+        for webhook_id in ids:
+            if served.fake.rotations_of(webhook_id):
+                record = latest[webhook_id]
+                assert record.webhook_secret == served.fake.secret_of(
+                    webhook_id
+                )

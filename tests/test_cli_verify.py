@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -185,3 +188,27 @@ class TestVerify:
         assert result.exception is None or isinstance(
             result.exception, SystemExit
         )
+
+    def test_directory(self, tmp_path: Path) -> None:
+        """A directory as FILE is a usage error, exit 2."""
+        result = run("--secret", SECRET, "--signature", "00", str(tmp_path))
+
+        assert result.exit_code == 2
+
+    def test_closed_stdin(self) -> None:
+        """A closed stdin is a usage error with a message, not a traceback."""
+        code = "from nylas_async._cli import main; main()"
+        command = [sys.executable, "-c", code, "verify", "--signature", "00"]
+
+        done = subprocess.run(
+            ["sh", "-c", 'exec "$@" <&-', "sh", *command],
+            env={**os.environ, "NYLAS_WEBHOOK_SECRET": SECRET},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert done.returncode == 2
+        assert "stdin is closed" in done.stderr
+        assert "Traceback" not in done.stderr

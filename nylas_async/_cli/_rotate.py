@@ -13,15 +13,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, Any, Final
 
 import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -45,6 +48,7 @@ from .._batch import (
 from .._client import Client
 from .._config import DEFAULT_RATE_LIMIT
 from .._errors import NylasError, UsageError
+from .._journal import JournalError, describe_os_error
 from .._webhooks import check_webhook_id
 from ._common import api_options, open_private
 
@@ -52,6 +56,7 @@ EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_FAILED: Final = 3
 EXIT_UNKNOWN: Final = 4
+EXIT_UNSAVED: Final = 5
 EXIT_SIGNAL: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 #: How many failed or unknown ids the closing report names.
@@ -62,11 +67,15 @@ _EPILOG: Final = """\
 Exit status:
   0    every id was rotated (or already was, in a resumed journal)
   1    an error stopped the command: a journal open to others or
-       unwritable, a refused key for --all
+       unwritable, --out or stdout unwritable, a line on stdin that
+       is not UTF-8, a refused key for --all
   2    bad usage, including stdout on a terminal with no --journal
        or --out
   3    some ids failed: their secrets are unchanged
   4    the secret of some ids is unknown: run again with --resume
+  5    some ids were rotated but their new secrets could not be saved
+       (the journal or --out could not be written): they are named;
+       rotate them again (with --journal, --resume does it)
   130  interrupted by Ctrl-C, 143 by SIGTERM: ids in flight are
        recorded as rotated or unknown; run again with --resume
 """
@@ -169,6 +178,15 @@ def rotate(
         raise click.UsageError("--resume needs the --journal to resume")
     if out is not None and journal is not None and _same_file(out, journal):
         raise click.UsageError("--out and --journal must be different files")
+    if not (math.isfinite(rate) and math.isfinite(grace)):
+        raise click.UsageError("--rate and --grace must be finite numbers")
+    if ids_file == "-" and sys.stdin is None:
+        raise click.UsageError("--ids-file -: stdin is closed")
+    if out is None and sys.stdout is None:
+        raise click.UsageError(
+            "stdout is closed, so the JSON lines have nowhere to go: pass "
+            "--out FILE"
+        )
 
     secrets_to_stdout = out is None and journal is None
     if not dry_run and secrets_to_stdout and _stdout_is_terminal():
@@ -195,37 +213,7 @@ def rotate(
         with_secrets=out is not None or journal is None,
         fsync=out is not None and journal is None,
     )
-    sink = None
-    try:
-        if out is not None:
-            sink = open_private(out)
-        stream = sink or sys.stdout
-        if dry_run:
-            code = asyncio.run(_dry_run(settings, stream))
-        else:
-            code = asyncio.run(_rotate(settings, stream))
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from None
-    except NylasError as exc:
-        raise click.ClickException(str(exc)) from None
-    except BrokenPipeError:
-        _quiet_stdout()
-        lost = (
-            ""
-            if journal or dry_run
-            else (
-                "; the secrets of ids rotated after that were not written, so "
-                "rotate them again (use --journal to keep every secret)"
-            )
-        )
-        raise click.ClickException(
-            f"stdout was closed before every line was written{lost}"
-        ) from None
-    except OSError as exc:
-        raise click.ClickException(f"{exc.strerror}: {exc.filename}") from None
-    finally:
-        if sink is not None:
-            sink.close()
+    code = _run(settings, out, dry_run=dry_run)
 
     click.get_current_context().exit(code)
 
@@ -249,6 +237,147 @@ class _Settings:
     fsync: bool
 
 
+class _BadIdsFile(click.ClickException):
+    """An ids file that cannot be read as text, with the line."""
+
+
+def _run(settings: _Settings, out: str | None, *, dry_run: bool) -> int:
+    """Run the command on its own event loop; return the exit code."""
+    sink = None
+    try:
+        if out is not None:
+            sink = open_private(out)
+        lines = _Lines(sink or sys.stdout, out or "stdout")
+        if dry_run:
+            return asyncio.run(_dry_run(settings, lines))
+        return asyncio.run(_rotate(settings, lines))
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except NylasError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        where = exc.filename or out or "stdout"
+        raise click.ClickException(
+            f"{where}: {describe_os_error(exc)}"
+        ) from None
+    finally:
+        if sink is not None:
+            # Every line went straight to the file: closing has nothing
+            # left to write, and its error would only hide the real one.
+            with contextlib.suppress(OSError):
+                sink.close()
+
+
+class _Lines:
+    """
+    Writes the JSON lines to stdout or the --out file, and keeps the
+    ids of those it could not write once writing failed.
+
+    A line goes straight to the file descriptor, whole or not at all
+    (a torn line is cut back off a file), so nothing waits in a buffer
+    to fail later.  A stream without a descriptor, such as the terminal
+    the progress bar redirects, is written and flushed instead.
+    """
+
+    def __init__(self, stream: IO[str], name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.error: OSError | None = None
+        self.unwritten: list[RotationOutcome] = []
+        try:
+            self._fd: int | None = stream.fileno()
+        except (OSError, ValueError):
+            self._fd = None
+
+    def write(
+        self,
+        line: dict[str, Any],
+        *,
+        fsync: bool = False,
+        stream: IO[str] | None = None,
+    ) -> bool:
+        """Write *line*; return whether it was written."""
+        if self.error is not None:
+            return False
+
+        text = json.dumps(line, separators=(",", ":")) + "\n"
+        try:
+            if stream is None and self._fd is not None:
+                _write_whole(self._fd, text.encode(), fsync=fsync)
+            else:
+                target = stream or self.stream
+                target.write(text)
+                target.flush()
+                if fsync:
+                    os.fsync(target.fileno())
+        except OSError as exc:
+            self.error = exc
+            if isinstance(exc, BrokenPipeError):
+                _quiet_stdout()
+            return False
+
+        return True
+
+    def failure(self) -> str:
+        """What went wrong, once writing failed."""
+        reason = describe_os_error(self.error) if self.error else "?"
+
+        return f"could not write to {self.name}: {reason}"
+
+    def explain(self, console: Console, settings: _Settings) -> list[str]:
+        """Say what was not written; return the ids whose secret is lost."""
+        if self.error is None:
+            return []
+
+        console.print(
+            f"{self.failure()}; the batch was stopped.", markup=False
+        )
+        ids = [o.webhook_id for o in self.unwritten]
+        if settings.journal is not None:
+            console.print(
+                f"The lines of {len(ids)} ids were not written "
+                f"({_some(ids)}); every outcome, with its new secret, is "
+                f"in the journal {settings.journal}.",
+                markup=False,
+            )
+            return []
+
+        console.print(
+            f"The lines of {len(ids)} ids were not written: {_some(ids)}.",
+            markup=False,
+        )
+
+        return [
+            o.webhook_id
+            for o in self.unwritten
+            if o.outcome == Outcome.ROTATED
+        ]
+
+
+def _write_whole(fd: int, data: bytes, *, fsync: bool) -> None:
+    """
+    Append *data* to *fd*; on failure cut a torn part back off, if *fd*
+    is a file no one else appended to meanwhile, then raise.
+    """
+    start: int | None = None
+    with contextlib.suppress(OSError):
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            start = info.st_size
+    written = 0
+    try:
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        if fsync:
+            os.fsync(fd)
+    except OSError:
+        if start is not None and 0 < written < len(data):
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_size == start + written:
+                    os.ftruncate(fd, start)
+        raise
+
+
 def _quiet_stdout() -> None:
     """
     Point stdout at /dev/null once its reader has gone, so that the
@@ -257,12 +386,12 @@ def _quiet_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except (AttributeError, OSError, ValueError):
         pass
 
 
 def _stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
+    return sys.stdout is not None and sys.stdout.isatty()
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -279,7 +408,9 @@ def _check_private(path: str) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise click.ClickException(f"{exc.strerror}: {path}") from None
+        raise click.ClickException(
+            f"{path}: {describe_os_error(exc)}"
+        ) from None
     if mode & 0o077:
         raise click.ClickException(
             f"{path} is open to other users (mode {mode:o}); it holds "
@@ -296,36 +427,55 @@ def _client(settings: _Settings) -> Client:
 
 
 def _read_ids(settings: _Settings) -> Iterator[str]:
-    """Yield the ids of the arguments, then of the file, lazily."""
+    """
+    Yield the ids of the arguments, then of the file, lazily.
+
+    Raises `_BadIdsFile` at a line that is not UTF-8 text.
+    """
     yield from settings.ids
     if settings.ids_file is None:
         return
 
     if settings.ids_file == "-":
-        yield from _lines(sys.stdin)
+        stdin = sys.stdin
+        yield from _lines(getattr(stdin, "buffer", stdin), "stdin")
         return
-    with open(settings.ids_file, encoding="utf-8") as file:
-        yield from _lines(file)
+    with open(settings.ids_file, "rb") as file:
+        yield from _lines(file, settings.ids_file)
 
 
-def _lines(file: IO[str]) -> Iterator[str]:
-    for line in file:
-        text = line.strip()
+def _lines(file: Iterable[bytes | str], name: str) -> Iterator[str]:
+    for number, raw in enumerate(file, start=1):
+        line = raw if isinstance(raw, str) else _decode(raw, number, name)
+        text = line.strip().lstrip("\ufeff")
         if text and not text.startswith("#"):
             yield text
 
 
+def _decode(raw: bytes, number: int, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        message = f"line {number} of {name} is not UTF-8 text"
+        raise _BadIdsFile(message) from None
+
+
 def _count(settings: _Settings) -> int | None:
-    """The number of distinct ids, when it can be known up front."""
+    """
+    The number of distinct ids, when it can be known up front; reading
+    them all also finds a bad line before any request.
+    """
     path = settings.ids_file
     if path is not None and (path == "-" or not os.path.isfile(path)):
         # Reading a pipe twice would consume the ids before the batch.
         return None
     try:
         return len(set(_read_ids(settings)))
+    except _BadIdsFile as exc:
+        raise click.UsageError(exc.message) from None
     except OSError as exc:
         raise click.ClickException(
-            f"{exc.strerror}: {settings.ids_file}"
+            f"{settings.ids_file}: {describe_os_error(exc)}"
         ) from None
 
 
@@ -334,11 +484,12 @@ async def _all_ids(client: Client) -> list[str]:
     return [webhook.id for webhook in response.data]
 
 
-async def _dry_run(settings: _Settings, stream: IO[str]) -> int:
+async def _dry_run(settings: _Settings, lines: _Lines) -> int:
     if settings.all_webhooks:
         async with _client(settings) as client:
             ids: list[str] | Iterator[str] = await _all_ids(client)
     else:
+        _count(settings)
         ids = _read_ids(settings)
     settled: dict[str, str] = {}
     if settings.resume and settings.journal is not None:
@@ -362,7 +513,10 @@ async def _dry_run(settings: _Settings, stream: IO[str]) -> int:
             if previous is not None:
                 line["journal"] = previous
         actions[line["action"]] += 1
-        _emit(stream, line)
+        if not lines.write(line):
+            raise click.ClickException(
+                f"{lines.failure()}; nothing was rotated"
+            )
 
     _stderr().print(
         f"Dry run: {actions['rotate']} to rotate, {actions['skip']} "
@@ -373,8 +527,10 @@ async def _dry_run(settings: _Settings, stream: IO[str]) -> int:
     return EXIT_OK
 
 
-async def _rotate(settings: _Settings, stream: IO[str]) -> int:
+async def _rotate(settings: _Settings, lines: _Lines) -> int:
     console = _stderr()
+    report = _Report()
+    stopped_by: click.ClickException | None = None
     async with _client(settings) as client:
         total: int | None
         if settings.all_webhooks:
@@ -393,16 +549,33 @@ async def _rotate(settings: _Settings, stream: IO[str]) -> int:
             canary=settings.canary,
             grace=settings.grace,
         )
-        report = _Report()
+        running = False
         with _signals(batch, console, settings.grace) as caught:
-            async with batch:
-                await _follow(batch, console, total, report, stream, settings)
+            try:
+                async with batch:
+                    running = True
+                    await _follow(
+                        batch, console, total, report, lines, settings
+                    )
+            except (JournalError, _BadIdsFile) as exc:
+                if not running:
+                    raise
+                stopped_by = _as_click(exc)
+
     summary = batch.summary
     console.print(_table(summary))
     report.explain(console, summary, settings)
+    lost = report.unsaved + lines.explain(console, settings)
+    if stopped_by is not None:
+        console.print(f"Error: {stopped_by.format_message()}", markup=False)
+    if lost:
+        _explain_lost(console, lost, settings)
+        return EXIT_UNSAVED
 
     if caught:
         return EXIT_SIGNAL[caught[-1]]
+    if stopped_by is not None or lines.error is not None:
+        return EXIT_ERROR
     if summary.unknown:
         return EXIT_UNKNOWN
     if not summary.ok:
@@ -411,18 +584,50 @@ async def _rotate(settings: _Settings, stream: IO[str]) -> int:
     return EXIT_OK
 
 
+def _as_click(exc: Exception) -> click.ClickException:
+    if isinstance(exc, click.ClickException):
+        return exc
+
+    return click.ClickException(str(exc))
+
+
+def _explain_lost(
+    console: Console, lost: list[str], settings: _Settings
+) -> None:
+    """Name the ids rotated whose new secret was kept nowhere."""
+    again = (
+        f"nylas-async rotate --journal {settings.journal} --resume with "
+        "the same ids (their last record is 'started')"
+        if settings.journal
+        else "nylas-async rotate with those ids"
+    )
+    console.print(
+        Text.assemble(
+            (
+                f"{len(lost)} webhooks were rotated but their new secrets "
+                "could not be saved, so they are lost",
+                "bold",
+            ),
+            f": {_some(lost, _LISTED)}.  Rotate them again: {again}",
+        )
+    )
+
+
 async def _follow(
     batch: RotationBatch,
     console: Console,
     total: int | None,
     report: _Report,
-    stream: IO[str],
+    lines: _Lines,
     settings: _Settings,
 ) -> None:
-    """Write a line per outcome while the progress bar follows."""
+    """
+    Write a line per outcome while the progress bar follows; once a
+    line cannot be written, stop the batch and keep the ids it reports.
+    """
     # When stdout is the terminal the bar is on, rich carries the lines
     # above the bar; they must then go through the sys.stdout it swaps in.
-    on_screen = stream is sys.stdout and stream.isatty()
+    on_screen = lines.stream is sys.stdout and _stdout_is_terminal()
     progress = _progress(console, redirect_stdout=on_screen)
     with progress, _logs_above(progress):
         task = progress.add_task(
@@ -433,7 +638,14 @@ async def _follow(
             line = _line(outcome, settings)
             # Without a journal, the --out file is the secret's only home.
             fsync = settings.fsync and "webhook_secret" in line
-            _emit(sys.stdout if on_screen else stream, line, fsync=fsync)
+            stream = sys.stdout if on_screen else None
+            if not lines.write(line, fsync=fsync, stream=stream):
+                if not lines.unwritten:
+                    # Without a journal, what is rotated from now on has
+                    # nowhere to go: stop at once.
+                    grace = None if settings.journal else 0
+                    batch.stop(grace=grace)
+                lines.unwritten.append(outcome)
             now = batch.progress
             progress.update(
                 task,
@@ -460,15 +672,6 @@ def _line(outcome: RotationOutcome, settings: _Settings) -> dict[str, Any]:
     line.update((k, v) for k, v in optional.items() if v is not None)
 
     return line
-
-
-def _emit(
-    stream: IO[str], line: dict[str, Any], *, fsync: bool = False
-) -> None:
-    stream.write(json.dumps(line, separators=(",", ":")) + "\n")
-    stream.flush()
-    if fsync:
-        os.fsync(stream.fileno())
 
 
 @contextlib.contextmanager
@@ -565,7 +768,8 @@ def _logs_above(progress: Progress) -> Iterator[None]:
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    # Ids and error texts come from users and servers: no emoji codes.
+    return Console(stderr=True, highlight=False, emoji=False)
 
 
 def _table(summary: BatchSummary) -> Table:
@@ -583,40 +787,57 @@ def _table(summary: BatchSummary) -> Table:
     for name, value in rows:
         table.add_row(name, str(value))
     for reason, count in sorted(summary.retries_by_reason.items()):
-        table.add_row(f"retries: {reason}", str(count))
+        table.add_row(Text(f"retries: {reason}"), str(count))
     table.add_row("elapsed", f"{summary.elapsed:.1f} s")
     if summary.stop_reason is not None:
-        table.add_row("stopped", str(summary.stop_reason))
+        table.add_row("stopped", Text(str(summary.stop_reason)))
 
     return table
 
 
+def _some(ids: list[str], shown: int = _LISTED) -> str:
+    text = ", ".join(ids[:shown])
+    if len(ids) > shown:
+        text += f" and {len(ids) - shown} more"
+
+    return text
+
+
 class _Report:
-    """The first failed and unknown ids, to name them at the end."""
+    """
+    The first failed and unknown ids, to name them at the end, and
+    every id rotated whose new secret the journal could not take.
+    """
 
     def __init__(self) -> None:
         self.failed: list[RotationOutcome] = []
         self.unknown: list[str] = []
+        self.unsaved: list[str] = []
 
     def add(self, outcome: RotationOutcome) -> None:
         if outcome.outcome == Outcome.FAILED:
             if len(self.failed) < _LISTED:
                 self.failed.append(outcome)
-        elif (
-            outcome.outcome == Outcome.UNKNOWN and len(self.unknown) < _LISTED
-        ):
-            self.unknown.append(outcome.webhook_id)
+        elif outcome.outcome == Outcome.UNKNOWN:
+            if isinstance(outcome.error, JournalError):
+                self.unsaved.append(outcome.webhook_id)
+            elif len(self.unknown) < _LISTED:
+                self.unknown.append(outcome.webhook_id)
 
     def explain(
         self, console: Console, summary: BatchSummary, settings: _Settings
     ) -> None:
         for outcome in self.failed:
-            console.print(f"failed: {outcome.webhook_id}: {outcome.error}")
+            console.print(
+                f"failed: {outcome.webhook_id}: {outcome.error}",
+                markup=False,
+            )
         if summary.failed > len(self.failed):
             console.print(f"… and {summary.failed - len(self.failed)} more")
-        if summary.unknown:
-            shown = ", ".join(self.unknown)
-            more = summary.unknown - len(self.unknown)
+        unknown = summary.unknown - len(self.unsaved)
+        if unknown:
+            shown = _some(self.unknown, len(self.unknown))
+            more = unknown - len(self.unknown)
             if more:
                 shown += f" and {more} more"
             again = (
@@ -626,7 +847,7 @@ class _Report:
                 else "nylas-async rotate with those ids"
             )
             console.print(
-                f"[bold]The secrets of {summary.unknown} webhooks may have "
-                f"changed without reaching us[/bold] ({shown}); rotate "
-                f"them again: {again}"
+                f"[bold]The secrets of {unknown} webhooks may have "
+                f"changed without reaching us[/bold] ({escape(shown)}); "
+                f"rotate them again: {escape(again)}"
             )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import BinaryIO, Final
 
 import click
 
 from .._errors import UsageError
+from .._journal import describe_os_error
 from .._signature import looks_gzipped, verify_request
 
 #: Far above any real delivery; stops a runaway stdin from filling
@@ -32,13 +34,15 @@ _MAX_INPUT: Final = 16 * 1024 * 1024
     required=True,
     help="The x-nylas-signature header value of the delivery.",
 )
-@click.argument("file", type=click.File("rb"), default="-")
+@click.argument(
+    "file", type=click.Path(dir_okay=False, allow_dash=True), default="-"
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
     secrets: tuple[str, ...],
     signature: str,
-    file: BinaryIO,
+    file: str,
 ) -> None:
     """
     Check that FILE (stdin if absent or -) is signed with a secret.
@@ -53,7 +57,7 @@ def verify(
             "no secret: pass --secret or set NYLAS_WEBHOOK_SECRET"
         )
 
-    body = file.read(_MAX_INPUT + 1)
+    body = _read(file)
     if len(body) > _MAX_INPUT:
         raise click.UsageError(
             f"the input is over {_MAX_INPUT} bytes; no delivery is that big"
@@ -69,3 +73,25 @@ def verify(
 
     click.echo("valid" if valid else "invalid")
     ctx.exit(0 if valid else 1)
+
+
+def _read(path: str) -> bytes:
+    """Up to one byte more than `_MAX_INPUT` of *path*, or of stdin."""
+    try:
+        if path == "-":
+            return _read_stdin()
+        with open(path, "rb") as file:
+            return file.read(_MAX_INPUT + 1)
+    except OSError as exc:
+        where = "stdin" if path == "-" else path
+        raise click.UsageError(
+            f"cannot read {where}: {describe_os_error(exc)}"
+        ) from None
+
+
+def _read_stdin() -> bytes:
+    stdin: BinaryIO | None = getattr(sys.stdin, "buffer", None)
+    if stdin is None:
+        raise click.UsageError("stdin is closed: give the delivery as FILE")
+
+    return stdin.read(_MAX_INPUT + 1)
