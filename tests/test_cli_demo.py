@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from nylas_async._cli import main
+from nylas_async.testing import _server
 
 
 class TestDemo:
@@ -67,3 +69,71 @@ class TestFakeServer:
 
         assert proc.returncode == 0, err
         assert "cli-test-key" not in out + err
+
+    @pytest.mark.parametrize(
+        ("args", "option"),
+        [
+            pytest.param(["--latency", "nan"], "--latency", id="nan-latency"),
+            pytest.param(["--latency", "inf"], "--latency", id="inf-latency"),
+            pytest.param(
+                ["--rate-limit", "inf"], "--rate-limit", id="inf-rate"
+            ),
+            pytest.param(
+                ["--rate-limit", "nan"], "--rate-limit", id="nan-rate"
+            ),
+            pytest.param(
+                ["--fault-rate", "nan"], "--fault-rate", id="nan-faults"
+            ),
+            pytest.param(["--api-key", ""], "--api-key", id="empty-key"),
+            pytest.param(["--api-key", "a b"], "--api-key", id="blank-key"),
+            pytest.param(
+                ["--api-key", "k\udcff"], "--api-key", id="undecodable-key"
+            ),
+            pytest.param(["--host", ""], "--host", id="empty-host"),
+        ],
+    )
+    def test_bad_option_is_a_usage_error(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        args: list[str],
+        option: str,
+    ) -> None:
+        """A value no setting means exits 2 naming the option."""
+        env = {"NYLAS_API_KEY": "cli-test-key"}
+
+        def serve_forever(**settings: object) -> None:
+            pytest.fail("the fake was started, and would serve forever")
+
+        monkeypatch.setattr(_server, "serve_forever", serve_forever)
+
+        result = CliRunner(env=env).invoke(
+            main, ["fake-server", "--port", "0", *args]
+        )
+
+        assert result.exit_code == 2
+        assert f"Invalid value for '{option}'" in result.stderr
+        assert "Traceback" not in result.output
+
+    @pytest.mark.skipif(
+        not os.path.exists("/dev/full"), reason="needs /dev/full"
+    )
+    def test_full_stdout_is_not_a_listen_error(self) -> None:
+        """A stdout that cannot be written says so, not "cannot listen"."""
+        env = {**os.environ, "NYLAS_API_KEY": "cli-test-key"}
+        command = [sys.executable, "-m", "nylas_async", "fake-server"]
+
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                [*command, "--port", "0"],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                timeout=30,
+                check=False,
+            )
+
+        assert result.returncode == 1
+        assert result.stderr.startswith(
+            "Error: cannot write to standard output"
+        )

@@ -262,6 +262,55 @@ class TestFakeNylas:
         assert fake.webhook_ids == []
         check_schema(openapi, "post", "/v3/webhooks", 400, raw)
 
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            pytest.param("POST", "/v3/webhooks", id="create"),
+            pytest.param("PUT", "/v3/webhooks/{id}", id="update"),
+            pytest.param("POST", "/v3/webhooks/mock-payload", id="mock"),
+            pytest.param(
+                "POST", "/v3/webhooks/send-test-event", id="test-event"
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("opener", ["[", '{"a":'])
+    async def test_deeply_nested_body_is_400(
+        self,
+        fake: FakeNylas,
+        session: aiohttp.ClientSession,
+        webhook_id: str,
+        method: str,
+        path: str,
+        opener: str,
+    ) -> None:
+        """A body nested past the parser's stack is a 400, not a 500."""
+        data = (opener * 100_000).encode()
+        url = path.format(id=webhook_id)
+
+        async with session.request(method, url, data=data) as response:
+            body = await response.json()
+
+        assert response.status == 400
+        assert body["error"]["type"] == "invalid_request_error"
+        assert "parsing" in body["error"]["message"]
+        assert fake.webhook_ids == [webhook_id]
+
+    async def test_undecodable_key_is_401(self, fake: FakeNylas) -> None:
+        """An Authorization header with bytes that are not UTF-8 is 401."""
+        async with FakeServer(fake) as server:
+            host, port = server.url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                b"GET /v3/webhooks HTTP/1.1\r\nHost: fake\r\n"
+                b"Authorization: Bearer nyk_test\xff\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            reply = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            await writer.wait_closed()
+
+        assert reply.startswith(b"HTTP/1.1 401 ")
+
     async def test_list_hides_secrets(
         self,
         fake: FakeNylas,
@@ -512,8 +561,15 @@ class TestFakeNylas:
         "kwargs",
         [
             pytest.param({"api_key": ""}, id="empty-key"),
+            pytest.param({"api_key": " "}, id="blank-key"),
+            pytest.param({"api_key": "nyk\x01"}, id="control-in-key"),
+            pytest.param({"api_key": "nyk\udcff"}, id="undecodable-key"),
+            pytest.param({"api_key": "nyké"}, id="non-ascii-key"),
             pytest.param({"latency": -1.0}, id="negative-latency"),
+            pytest.param({"latency": float("nan")}, id="nan-latency"),
+            pytest.param({"latency": float("inf")}, id="inf-latency"),
             pytest.param({"rate_limit": 0.0}, id="zero-rate"),
+            pytest.param({"rate_limit": float("inf")}, id="inf-rate"),
             pytest.param({"not_found_status": 410}, id="other-status"),
             pytest.param({"challenge_timeout": 0.0}, id="zero-challenge"),
             pytest.param({"page_size": 0}, id="zero-page"),

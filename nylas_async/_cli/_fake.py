@@ -2,7 +2,58 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import click
+
+from ..testing._fake import is_token
+
+
+class _FiniteRange(click.FloatRange):
+    """A `click.FloatRange` that also refuses ``nan`` and infinities,
+    which no range check catches and no setting means."""
+
+    def convert(
+        self,
+        value: Any,
+        param: click.Parameter | None,
+        ctx: click.Context | None,
+    ) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+
+        return number
+
+
+def _api_key(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not is_token(value):
+        raise click.BadParameter(
+            "must be printable ASCII without spaces, as a client sends it"
+        )
+
+    return value
+
+
+def _say(line: str) -> None:
+    """Print *line* on standard output; a failure there is not one to
+    listen, so it gets its own message."""
+    try:
+        click.echo(line)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write to standard output: {exc.strerror or exc}"
+        ) from None
+
+
+def _host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter(
+            "must not be empty, which would listen on every interface"
+        )
+
+    return value
 
 
 @click.command("fake-server")
@@ -10,6 +61,7 @@ import click
     "--host",
     default="127.0.0.1",
     show_default=True,
+    callback=_host,
     help="Address to bind; keep it on loopback.",
 )
 @click.option(
@@ -19,6 +71,7 @@ import click
     "--api-key",
     envvar="NYLAS_API_KEY",
     required=True,
+    callback=_api_key,
     help="The only key the fake accepts [env NYLAS_API_KEY].",
 )
 @click.option(
@@ -30,7 +83,7 @@ import click
 )
 @click.option(
     "--fault-rate",
-    type=click.FloatRange(0, 1),
+    type=_FiniteRange(0, 1),
     default=0.0,
     show_default=True,
     help="Share of requests that get a random fault.",
@@ -38,14 +91,14 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--latency",
-    type=click.FloatRange(min=0),
+    type=_FiniteRange(min=0),
     default=0.0,
     show_default=True,
     help="Seconds added to every reply.",
 )
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_FiniteRange(min=0, min_open=True),
     default=None,
     help="Requests per second admitted; 429 above.  Off by default.",
 )
@@ -87,7 +140,7 @@ def fake_server(
             latency=latency,
             rate_limit=rate_limit,
             verify_challenge=verify_challenge,
-            print_fn=lambda line: click.echo(line, err=False),
+            print_fn=_say,
         )
     except OSError as exc:
         raise click.ClickException(

@@ -333,7 +333,8 @@ class FakeNylas:
     The application is bound to the first event loop that serves it.
 
     Args:
-        api_key: The only key the fake accepts.
+        api_key: The only key the fake accepts: printable ASCII
+            without spaces, as a client can send it.
         random_faults: Faults to draw for requests without a scripted
             fault; none by default.
         latency: Seconds added before every reply, after the operation
@@ -377,8 +378,11 @@ class FakeNylas:
         mock_payload_nested: bool = True,
         serve_ip_addresses: bool = True,
     ) -> None:
-        if not api_key:
-            raise ValueError("api_key must not be empty")
+        if not (isinstance(api_key, str) and is_token(api_key)):
+            raise ValueError(
+                "api_key must be printable ASCII without spaces, as a "
+                "client can send it"
+            )
         if not (math.isfinite(latency) and latency >= 0):
             raise ValueError(f"latency must be >= 0, got {latency!r}")
         if rate_limit is not None and not (
@@ -741,8 +745,11 @@ class FakeNylas:
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
 
+        # aiohttp keeps undecodable header bytes as lone surrogates.
+        given = key.strip().encode("utf-8", "surrogateescape")
+
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            key.strip().encode(), self._api_key
+            given, self._api_key
         )
 
     def _take_fault(
@@ -967,6 +974,17 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(15)
 
 
+def is_token(text: str) -> bool:
+    """Whether *text* is non-empty printable ASCII without whitespace,
+    as an API key must be."""
+    return (
+        bool(text)
+        and text.isascii()
+        and text.isprintable()
+        and not any(c.isspace() for c in text)
+    )
+
+
 def _attempt(header: str | None) -> int | None:
     if header is None:
         return None
@@ -977,9 +995,11 @@ def _attempt(header: str | None) -> int | None:
 
 
 def _json_object(body: bytes) -> dict[str, object]:
+    # Deep nesting, such as "[" * 100_000, exhausts the parser's stack:
+    # that is a bad body too, not a server error.
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _invalid("error parsing request body") from None
     if not isinstance(value, dict):
         raise _invalid("error parsing request body: expected a JSON object")
