@@ -22,6 +22,7 @@ from ._signature import (
     MAX_BODY_SIZE,
     Body,
     Headers,
+    check_size,
     gunzip,
     is_gzip,
     looks_gzipped,
@@ -101,8 +102,10 @@ def parse_notification(
             ``type`` or without an object in ``data.object``; its
             *problems* name each one.
         RawBodyError: *body* is not bytes.
+        UsageError: *max_size* is not a positive integer.
     """
     raw = raw_bytes(body)
+    check_size(max_size)
     if headers is not None and is_gzip(headers) and looks_gzipped(raw):
         raw = gunzip(raw, max_size)
 

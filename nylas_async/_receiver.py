@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable
@@ -24,6 +25,7 @@ from ._notifications import Notification, parse_notification
 from ._signature import (
     MAX_BODY_SIZE,
     Secrets,
+    check_size,
     is_gzip,
     looks_gzipped,
     matches_delivery,
@@ -140,14 +142,16 @@ class WebhookReceiver:
         max_pending: callbacks that may run at once; 100 by default.
         dedupe_size: how many recent notification ids to remember;
             10 000 by default.
-        dedupe_ttl: how long to remember an id, in seconds; a day by
-            default.
+        dedupe_ttl: how long to remember an id, in seconds, finite and
+            above 0; a day by default.
         shutdown_grace: on `aclose`, how long running callbacks may
-            finish before they are cancelled, in seconds; 5 by default.
+            finish before they are cancelled, in seconds, finite and 0
+            or more; 5 by default.
         clock: the monotonic clock used to expire ids.
 
     Raises:
-        UsageError: no secret, or a setting out of range.
+        UsageError: no secret, or a setting of the wrong type or out of
+            range, such as ``dedupe_ttl=None``.
     """
 
     def __init__(
@@ -164,17 +168,21 @@ class WebhookReceiver:
     ) -> None:
         if not callable(on_notification):
             raise UsageError("on_notification must be an async function")
+        if not callable(clock):
+            raise UsageError("clock must be a function returning seconds")
+        check_size(max_body_size, "max_body_size")
         for name, count in (
-            ("max_body_size", max_body_size),
             ("max_pending", max_pending),
             ("dedupe_size", dedupe_size),
         ):
-            if not isinstance(count, int) or count < 1:
+            if (
+                isinstance(count, bool)
+                or not isinstance(count, int)
+                or count < 1
+            ):
                 raise UsageError(f"{name} must be a positive integer")
-        if not dedupe_ttl > 0:
-            raise UsageError("dedupe_ttl must be a positive number")
-        if not shutdown_grace >= 0:
-            raise UsageError("shutdown_grace must be zero or more")
+        _check_seconds("dedupe_ttl", dedupe_ttl, zero=False)
+        _check_seconds("shutdown_grace", shutdown_grace, zero=True)
 
         self._secrets: tuple[str, ...] = ()
         self._keys: tuple[bytes, ...] = ()
@@ -355,6 +363,17 @@ class WebhookReceiver:
             "signature over the gzip bytes cannot be checked; serve the "
             "application with auto_decompress=False"
         )
+
+
+def _check_seconds(name: str, value: object, *, zero: bool) -> None:
+    """Raise `UsageError` unless *value* is a finite number of seconds
+    above 0, or from 0 with *zero*."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{name} must be a number of seconds, not {value!r}")
+    in_range = value >= 0 if zero else value > 0
+    if not (math.isfinite(value) and in_range):
+        least = "zero or more" if zero else "above zero"
+        raise UsageError(f"{name} must be finite and {least}, not {value!r}")
 
 
 def _checked(secrets: Secrets) -> tuple[tuple[str, ...], tuple[bytes, ...]]:

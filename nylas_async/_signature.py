@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import sys
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Final, TypeAlias
@@ -99,10 +100,12 @@ def verify_request(
         headers: a mapping (a dict, aiohttp's ``CIMultiDictProxy``) or
             a list of ``(name, value)`` pairs.
         secrets: one secret or several, as for `verify_signature`.
-        max_size: the most bytes to inflate from a gzip body.
+        max_size: the most bytes to inflate from a gzip body, a
+            positive integer; anything else raises `UsageError`.
     """
     raw = raw_bytes(body)
     keys = secret_keys(secrets)
+    check_size(max_size)
     expected = parse_signature(signature_from_headers(headers))
     if expected is None:
         return False
@@ -224,6 +227,20 @@ def secret_keys(secrets: object) -> tuple[bytes, ...]:
     return tuple(keys)
 
 
+def check_size(value: object, name: str = "max_size") -> int:
+    """
+    *value* if it can bound a body: a positive integer, small enough
+    for zlib to take one more.  Otherwise `UsageError`, rather than
+    zlib's reading of 0 as "no limit at all".
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be a positive integer, not {value!r}")
+    if value >= sys.maxsize:
+        raise UsageError(f"{name} must be below {sys.maxsize}")
+
+    return value
+
+
 def parse_signature(value: object) -> bytes | None:
     """
     The digest a header value names, or ``None`` if it cannot be one.
@@ -284,8 +301,10 @@ def gunzip(raw: bytes, max_size: int) -> bytes:
     Inflate one gzip member of at most *max_size* bytes.
 
     Raises `InvalidNotificationError` when *raw* is not whole, valid
-    gzip, has bytes after the member, or inflates past *max_size*.
+    gzip, has bytes after the member, or inflates past *max_size*, and
+    `UsageError` when *max_size* is not a positive integer.
     """
+    check_size(max_size)
     inflater = zlib.decompressobj(_GZIP_WBITS)
     try:
         inflated = inflater.decompress(raw, max_size + 1)

@@ -606,6 +606,19 @@ class TestWebhookReceiver:
             pytest.param({"dedupe_size": 0}, id="dedupe-size"),
             pytest.param({"dedupe_ttl": 0}, id="dedupe-ttl"),
             pytest.param({"shutdown_grace": -1}, id="grace"),
+            pytest.param({"dedupe_ttl": None}, id="dedupe-ttl-none"),
+            pytest.param({"dedupe_ttl": "60"}, id="dedupe-ttl-str"),
+            pytest.param({"dedupe_ttl": float("nan")}, id="dedupe-ttl-nan"),
+            pytest.param({"dedupe_ttl": float("inf")}, id="dedupe-ttl-inf"),
+            pytest.param({"shutdown_grace": None}, id="grace-none"),
+            pytest.param({"shutdown_grace": float("inf")}, id="grace-inf"),
+            pytest.param({"shutdown_grace": True}, id="grace-bool"),
+            pytest.param({"max_body_size": -1}, id="body-size-negative"),
+            pytest.param({"max_body_size": True}, id="body-size-bool"),
+            pytest.param({"max_body_size": 2**63}, id="body-size-huge"),
+            pytest.param({"max_pending": True}, id="pending-bool"),
+            pytest.param({"dedupe_size": 1.0}, id="dedupe-size-float"),
+            pytest.param({"clock": None}, id="no-clock"),
             pytest.param({"secrets": []}, id="no-secret"),
             pytest.param({"on_notification": None}, id="no-callback"),
         ],
@@ -725,6 +738,27 @@ class TestParseNotification:
             parse_notification(
                 body=b"\x1f\x8b\x08\x00junk",
                 headers={"Content-Encoding": "gzip"},
+            )
+
+    @pytest.mark.parametrize(
+        "max_size",
+        [
+            pytest.param(-1, id="minus-one"),
+            pytest.param(-3, id="negative"),
+            pytest.param(0, id="zero"),
+            pytest.param(None, id="none"),
+        ],
+    )
+    def test_bad_max_size(self, max_size: Any) -> None:
+        """A max_size that cannot bound a body raises UsageError, before
+        even a bomb is inflated."""
+        bomb = gzip.compress(b"0" * 50_000_000)
+
+        with pytest.raises(UsageError, match="max_size"):
+            parse_notification(
+                body=bomb,
+                headers={"Content-Encoding": "gzip"},
+                max_size=max_size,
             )
 
     def test_error_hides_the_body(self) -> None:

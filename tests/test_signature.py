@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -397,6 +398,42 @@ class TestVerifyRequest:
         assert verify_request(
             body=_gzip(big), headers=headers, secrets=SECRET, max_size=100_000
         )
+
+    @pytest.mark.parametrize(
+        "max_size",
+        [
+            pytest.param(-1, id="minus-one"),
+            pytest.param(-5, id="negative"),
+            pytest.param(0, id="zero"),
+            pytest.param(1.5, id="float"),
+            pytest.param("4096", id="str"),
+            pytest.param(True, id="bool"),
+            pytest.param(None, id="none"),
+            pytest.param(sys.maxsize, id="too-large-for-zlib"),
+        ],
+    )
+    @pytest.mark.parametrize("gzipped", [False, True])
+    def test_bad_max_size(self, max_size: Any, gzipped: bool) -> None:
+        """A max_size that cannot bound a body raises UsageError."""
+        body = _gzip(BODY) if gzipped else BODY
+        headers = {"x-nylas-signature": sign(body)}
+        if gzipped:
+            headers["content-encoding"] = "gzip"
+
+        with pytest.raises(UsageError, match="max_size"):
+            verify_request(
+                body=body, headers=headers, secrets=SECRET, max_size=max_size
+            )
+
+    def test_minus_one_keeps_the_inflate_cap(self) -> None:
+        """max_size=-1 is refused before a bomb is inflated at all."""
+        bomb = _gzip(b"0" * 50_000_000)
+        headers = {"content-encoding": "gzip", "x-nylas-signature": "0" * 64}
+
+        with pytest.raises(UsageError):
+            verify_request(
+                body=bomb, headers=headers, secrets=SECRET, max_size=-1
+            )
 
     def test_misuse(self) -> None:
         """A str body and missing secrets raise as for verify_signature."""
