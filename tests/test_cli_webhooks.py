@@ -101,8 +101,14 @@ def served(fake: FakeNylas) -> Iterator[Served]:
         yield s
 
 
-def run(served: Served, *args: str, key: str | None = KEY) -> Result:
-    env = {"NYLAS_API_KEY": key, "NYLAS_API_URI": served.url, "COLUMNS": "200"}
+def run(
+    served: Served, *args: str, key: str | None = KEY, columns: str = "200"
+) -> Result:
+    env = {
+        "NYLAS_API_KEY": key,
+        "NYLAS_API_URI": served.url,
+        "COLUMNS": columns,
+    }
     result = CliRunner(env=env).invoke(main, ["webhooks", *args])
 
     assert "Traceback" not in result.output
@@ -271,6 +277,21 @@ class TestUntrustedText:
         assert "a\\x1b[2Jb\\u202ec" in result.stdout
         assert "https://example.com/\\x07" in result.stdout
         assert not {"\x1b", "\u202e", "\x07"} & set(result.stdout)
+
+    @pytest.mark.parametrize("columns", ["0", "1", "20"])
+    @pytest.mark.parametrize("command", ["list", "get"])
+    def test_narrow_terminal_keeps_every_value(
+        self, served: Served, fake: FakeNylas, command: str, columns: str
+    ) -> None:
+        """However narrow the terminal, the id and values are all shown."""
+        wid = fake.add_webhook(description="kept")
+        args = [wid] if command == "get" else []
+
+        result = run(served, command, *args, columns=columns)
+
+        assert result.exit_code == 0, result.output
+        assert wid in result.stdout
+        assert "active" in result.stdout
 
     @pytest.mark.parametrize("as_json", [False, True])
     def test_create_with_markup_keeps_the_secret(

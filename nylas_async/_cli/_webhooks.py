@@ -65,6 +65,8 @@ _UNPRINTABLE: Final = re.compile(
     r"\ud800-\udfff]"
 )
 
+_MIN_WIDTH: Final = 80
+
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 _FIELDS: Final = (
@@ -160,8 +162,9 @@ def _call(
 
 def _render(table: Table) -> str:
     """
-    *table* as text for standard output, at its width and with colour
-    only on a terminal.
+    *table* as text for standard output, at its width (80 columns at
+    least, as narrower tables drop values, and a narrower terminal only
+    wraps the lines) and with colour only on a terminal.
 
     Strings are taken as plain text, without markup, emoji codes or
     highlighting, since every value shown comes from a user or Nylas.
@@ -172,7 +175,7 @@ def _render(table: Table) -> str:
     buffer = io.StringIO()
     console = Console(
         file=buffer,
-        width=terminal.width,
+        width=max(terminal.width, _MIN_WIDTH),
         force_terminal=terminal.is_terminal,
         color_system=terminal.color_system,  # type: ignore[arg-type]
         highlight=False,
@@ -308,7 +311,7 @@ def _print_destinations(webhooks: Sequence[Webhook], *, as_json: bool) -> None:
         return
 
     table = Table(title=f"{len(webhooks)} webhook destinations")
-    table.add_column("id", no_wrap=True)
+    table.add_column("id", no_wrap=True, overflow="fold")
     table.add_column("status", no_wrap=True)
     table.add_column("webhook_url", overflow="fold")
     table.add_column("trigger_types", overflow="fold")
