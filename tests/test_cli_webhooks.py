@@ -6,10 +6,12 @@ import asyncio
 import errno
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -543,6 +545,36 @@ class TestCreate:
 
         assert result.exit_code == 2
         assert fake.requests == []
+
+
+class TestInterrupted:
+    def test_create_interrupted_exits_4(
+        self, served: Served, fake: FakeNylas
+    ) -> None:
+        """Ctrl-C during a create says a destination may exist: exit 4."""
+        fake.inject(Fault.slow(30), operation="create")
+        code = "from nylas_async._cli import main\nmain()"
+        env = os.environ | {"NYLAS_API_KEY": KEY, "NYLAS_API_URI": served.url}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, "webhooks", *create_args(served)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            for _ in range(200):
+                if fake.webhook_ids:
+                    break
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+        finally:
+            _, err = proc.communicate(timeout=30)
+
+        assert fake.webhook_ids
+        assert proc.returncode == 4
+        assert "list the destinations" in err
+        assert "Traceback" not in err
 
 
 class TestSecretOut:

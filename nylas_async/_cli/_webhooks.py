@@ -445,6 +445,12 @@ def create_command(
         )
         created = response.data
         unsaved = None if sink is None else _save_secret(sink, created)
+    except KeyboardInterrupt:
+        raise _StateUnknown(
+            "interrupted while creating: a destination may exist whose "
+            "secret nobody holds; list the destinations before creating "
+            "again"
+        ) from None
     finally:
         if sink is not None:
             _close(sink)
