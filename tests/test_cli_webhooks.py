@@ -596,14 +596,14 @@ class TestSecretOut:
         monkeypatch: pytest.MonkeyPatch,
         code: int,
     ) -> None:
-        """The secret is lost: exit 4 naming the id, the error, rotate."""
+        """The secret is lost: exit 5 naming the id, the error, rotate."""
         path = private_file(tmp_path / "secrets.jsonl")
         fail_writes(monkeypatch, path, code)
 
         result = run(served, *create_args(served, "--secret-out", str(path)))
 
         [wid] = fake.webhook_ids
-        assert result.exit_code == 4
+        assert result.exit_code == 5
         assert wid in result.stderr
         assert errno.errorcode[code] in result.stderr
         assert "secret is lost" in result.stderr
@@ -625,7 +625,7 @@ class TestSecretOut:
 
         result = run(served, *create_args(served, "--secret-out", str(path)))
 
-        assert result.exit_code == 4
+        assert result.exit_code == 5
         assert path.read_text() == before
 
     def test_fsync_fails(
@@ -645,7 +645,7 @@ class TestSecretOut:
 
         result = run(served, *create_args(served, "--secret-out", str(path)))
 
-        assert result.exit_code == 4
+        assert result.exit_code == 5
         assert "EIO" in result.stderr
         assert path.read_text() == ""
 
@@ -689,7 +689,7 @@ class TestSecretOut:
         )
 
         [wid] = fake.webhook_ids
-        assert result.returncode == 4, result.stderr
+        assert result.returncode == 5, result.stderr
         assert "EFBIG" in result.stderr
         assert f"nylas-async rotate {wid}" in result.stderr
         assert path.read_text() == before
@@ -739,14 +739,14 @@ class TestStandardOutput:
     def test_full_loses_the_secret(
         self, served: Served, fake: FakeNylas
     ) -> None:
-        """A secret that cannot be printed is lost: exit 4, rotate it."""
+        """A secret that cannot be printed is lost: exit 5, rotate it."""
         with open("/dev/full", "w") as full:
             result = run_process(
                 served, *create_args(served, "--show-secret"), stdout=full
             )
 
         [wid] = fake.webhook_ids
-        assert result.returncode == 4
+        assert result.returncode == 5
         assert "printing its secret failed" in result.stderr
         assert f"nylas-async rotate {wid}" in result.stderr
 

@@ -47,14 +47,15 @@ T = TypeVar("T")
 EXIT_ERROR: Final = 1
 EXIT_NOT_FOUND: Final = 3
 EXIT_UNKNOWN: Final = 4
+EXIT_UNSAVED: Final = 5
 
 _EPILOG: Final = """\
 Exit status: 0 done; 1 Nylas refused the request or could not be
 reached, or a new secret could not be saved or printed everywhere
-asked; 2 bad usage; 3 no such destination; 4 a destination may exist
-whose secret nobody holds: create lost its reply (list them before
-creating again), or its secret could be neither saved nor printed
-(rotate it).
+asked; 2 bad usage; 3 no such destination; 4 create lost its reply or
+was interrupted, so a destination may exist whose secret nobody holds
+(list them before creating again); 5 the destination was created but
+its secret could be neither saved nor printed (rotate it).
 """
 
 # C0 and C1 controls, the marks that reorder text on screen, and lone
@@ -97,9 +98,9 @@ class _StateUnknown(click.ClickException):
 
 class _SecretLost(click.ClickException):
     """A created destination's secret was neither saved nor shown: one
-    line on stderr, exit status 4."""
+    line on stderr, exit status 5, as for rotate."""
 
-    exit_code = EXIT_UNKNOWN
+    exit_code = EXIT_UNSAVED
 
 
 class _Text(click.ParamType[str]):
@@ -526,7 +527,7 @@ def _keep_secret(
 ) -> None:
     """
     Print the new secret if asked, before anything else is shown, and
-    fail unless it reached every place asked for: with exit status 4
+    fail unless it reached every place asked for: with exit status 5
     when it reached none, so that nobody holds it, and 1 otherwise.
     """
     problems: list[str] = []
