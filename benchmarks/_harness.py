@@ -26,6 +26,26 @@ URL_PREFIX = "Fake Nylas webhooks API listening on "
 IDS_PREFIX = "Seeded webhooks: "
 
 
+def _pinned(cpu: int) -> Callable[[], None] | None:
+    """
+    A ``preexec_fn`` that keeps a process on CPU *cpu*, or ``None``
+    where that cannot be done.
+
+    With the fake on one core and the contender on the other, neither
+    takes the other's core or its caches; other work on the machine can
+    still disturb both.
+    """
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return None
+    if os.environ.get("NYLAS_ASYNC_BENCH_PIN", "1") == "0":
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return pin
+
+
 class BenchError(RuntimeError):
     """A benchmark could not run: the fake or a contender failed."""
 
@@ -87,6 +107,7 @@ def fake_server(
             text=True,
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_pinned(0),
         )
         try:
             yield _started(process, workdir, start_timeout)
@@ -192,6 +213,7 @@ def run_contender(
             cwd=ROOT,
             timeout=time_limit + 30,
             check=False,
+            preexec_fn=_pinned(1),
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"{name} did not finish in time") from None

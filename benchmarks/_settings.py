@@ -47,9 +47,9 @@ FULL = Settings(
         "aiohttp": 3000,
         "single": 3000,
         "batch": 3000,
-        "httpx": 800,
-        "sdk": 400,
-        "sdk16": 600,
+        "httpx": 300,
+        "sdk": 300,
+        "sdk16": 500,
     },
     import_modules=("nylas_async", "aiohttp", "httpx", "nylas"),
 )

@@ -35,6 +35,7 @@ if __package__ in (None, ""):
 
 from . import (
     bench_import,
+    bench_instructions,
     bench_latency,
     bench_memory,
     bench_pacing,
@@ -204,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         help="say in the results that the machine was shared",
     )
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per rotation under valgrind "
+        "(a few minutes more)",
+    )
+    parser.add_argument(
         "--contenders",
         help="a comma-separated subset of: " + ", ".join(FULL.counts),
     )
@@ -233,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             progress(f"{name} ...")
             results[name] = bench(settings, work, progress)
+        if args.instructions and bench_instructions.available():
+            progress("instructions ...")
+            results["instructions"] = bench_instructions.run(
+                settings, work, progress
+            )
+        elif args.instructions:
+            progress("valgrind is not installed: no instruction counts")
 
     os.makedirs(args.out, exist_ok=True)
     text = render(
