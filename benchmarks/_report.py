@@ -431,7 +431,10 @@ def _instructions(section: dict[str, Any]) -> list[str]:
 
 
 def render(
-    results: dict[str, Any], header: list[str], notes: list[str]
+    results: dict[str, Any],
+    header: list[str],
+    notes: list[str],
+    analysis: list[str] | None = None,
 ) -> str:
     """The text of ``RESULTS.md``."""
     lines = ["# Benchmark results", "", *header, ""]
@@ -455,6 +458,8 @@ def render(
             lines += make(results[key])
     if notes:
         lines += ["## Notes", "", *notes, ""]
+    if analysis:
+        lines += [*analysis, ""]
 
     return "\n".join(lines).rstrip() + "\n"
 

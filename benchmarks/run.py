@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import os
+import pickle
 import platform
 import shlex
 import subprocess
@@ -108,20 +109,22 @@ def _cpu_model() -> str:
 
 
 def header(
-    argv: list[str], started: float, load: tuple[float, ...]
+    argv: list[str],
+    took: float,
+    load: tuple[float, ...],
+    end_load: tuple[float, ...],
 ) -> list[str]:
     """The command, versions and machine, as Markdown lines."""
     command = "python -m benchmarks.run"
     if argv:
         command += " " + shlex.join(argv)
-    took = time.monotonic() - started
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     packages = ", ".join(
         f"{name} {_version(name)}"
         for name in ("nylas-async", "aiohttp", "httpx", "nylas", "requests")
     )
     loads = "/".join(f"{x:.2f}" for x in load)
-    ended = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    ended = "/".join(f"{x:.2f}" for x in end_load)
 
     return [
         f"Command: `{command}` (from the repository root, in its venv); "
@@ -184,6 +187,15 @@ def notes(settings: Settings, missing: set[str], shared: bool) -> list[str]:
     return found
 
 
+def _analysis() -> list[str]:
+    """The hand-written analysis in ANALYSIS.md, if there is one."""
+    path = os.path.join(HERE, "ANALYSIS.md")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as file:
+        return file.read().rstrip().splitlines()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
@@ -211,6 +223,16 @@ def main(argv: list[str] | None = None) -> int:
         "(a few minutes more)",
     )
     parser.add_argument(
+        "--keep",
+        metavar="FILE",
+        help="also pickle the raw measures to FILE",
+    )
+    parser.add_argument(
+        "--render",
+        metavar="FILE",
+        help="measure nothing: write the outputs from a --keep FILE",
+    )
+    parser.add_argument(
         "--contenders",
         help="a comma-separated subset of: " + ", ".join(FULL.counts),
     )
@@ -234,13 +256,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{took:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     results: dict[str, Any] = {}
+    if args.render:
+        with open(args.render, "rb") as file:
+            results, argv, took, load, end_load = pickle.load(file)
     with tempfile.TemporaryDirectory(prefix="nylas-async-bench-") as work:
         for name, bench in BENCHES.items():
-            if args.only and name not in args.only:
+            if args.render or (args.only and name not in args.only):
                 continue
             progress(f"{name} ...")
             results[name] = bench(settings, work, progress)
-        if args.instructions and bench_instructions.available():
+        if args.render:
+            pass
+        elif args.instructions and bench_instructions.available():
             progress("instructions ...")
             results["instructions"] = bench_instructions.run(
                 settings, work, progress
@@ -248,11 +275,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.instructions:
             progress("valgrind is not installed: no instruction counts")
 
+    if not args.render:
+        took, end_load = time.monotonic() - started, os.getloadavg()
+    if args.keep:
+        with open(args.keep, "wb") as file:
+            kept = (results, argv, took, load, end_load)
+            pickle.dump(kept, file)
     os.makedirs(args.out, exist_ok=True)
     text = render(
         results,
-        header(argv, started, load),
+        header(argv, took, load, end_load),
         notes(settings, missing, args.shared or load[0] > 0.5),
+        analysis=None if settings.quick else _analysis(),
     )
     path = os.path.join(args.out, "RESULTS.md")
     with open(path, "w", encoding="utf-8") as file:
