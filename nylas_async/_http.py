@@ -309,6 +309,15 @@ class Transport:
         if session is not None and self._owns_session:
             await session.close()
 
+    def policy(self, retry: RetryPolicy | None) -> RetryPolicy:
+        """*retry*, or the client's policy when it is ``None``."""
+        if retry is None:
+            return self.retry
+        if not isinstance(retry, RetryPolicy):
+            raise UsageError("retry must be a RetryPolicy or None")
+
+        return retry
+
     def pause(self, seconds: float) -> None:
         """Hold every request of this client for *seconds* from now."""
         until = time.monotonic() + seconds
@@ -333,7 +342,7 @@ class Transport:
         attempt may have acted on the server without a reply.
         """
         self._get_session()
-        policy = retry or self.retry
+        policy = self.policy(retry)
         body = None
         if json_body is not None:
             body = json.dumps(json_body, separators=(",", ":")).encode()
@@ -557,8 +566,7 @@ class Transport:
         elapsed = time.monotonic() - start
 
         nylas_id = self._scrub_id(
-            resp_headers.get("x-request-id")
-            or resp_headers.get("request-id")
+            resp_headers.get("x-request-id") or resp_headers.get("request-id")
         )
         fastly_id = self._scrub_id(resp_headers.get("x-fastly-id"))
         call.attempts.append(

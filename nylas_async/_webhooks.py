@@ -335,7 +335,7 @@ class Webhooks:
             )
 
         no_retry_after_loss = attrs.evolve(
-            retry or self._transport.retry, rotate_again=False
+            self._transport.policy(retry), rotate_again=False
         )
         reply = await self._transport.request(
             "POST",

@@ -137,6 +137,34 @@ class TestPolicies:
             cls(**kwargs)
 
 
+class TestPerCallPolicy:
+    @pytest.mark.parametrize(
+        "method",
+        [
+            pytest.param("rotate_secret", id="rotate"),
+            pytest.param("find", id="find"),
+            pytest.param("create", id="create"),
+        ],
+    )
+    async def test_wrong_type(
+        self, client: Client, mocked: aioresponses, method: str
+    ) -> None:
+        """A per-call retry that is no RetryPolicy is a UsageError."""
+        from nylas_async import CreateWebhookRequest
+
+        arg: object = "wh1"
+        if method == "create":
+            arg = CreateWebhookRequest(
+                trigger_types=["message.created"],
+                webhook_url="https://example.com/x",
+            )
+
+        with pytest.raises(UsageError):
+            await getattr(client.webhooks, method)(arg, retry="x")
+
+        assert mocked.requests == {}
+
+
 class TestLifecycle:
     async def test_aclose_twice(self) -> None:
         """Closing twice is fine."""
