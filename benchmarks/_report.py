@@ -365,8 +365,7 @@ def _pacing(section: dict[str, Any]) -> list[str]:
         f"The fake admits {limit:g} requests/s and answers 429 above; "
         "the client keeps its default `rate_limit`.  Sustained: "
         "rotations finished after the first second over the time they "
-        "took.  Overall includes the opening burst that both the "
-        "client's and the fake's buckets allow.",
+        "took.  Overall includes any burst at the start.",
         "",
         *_table(
             [
