@@ -24,6 +24,7 @@ import attrs
 import yarl
 from aiohttp import web
 
+from .._models import TriggerType
 from ._faults import BadBodyKind, Fault, RandomFaults
 
 OPERATIONS: Final = (
@@ -38,33 +39,10 @@ OPERATIONS: Final = (
     "ip_addresses",
 )
 
-# The trigger types the published schema of the get reply allows; seeding
-# sticks to them so that every reply of a seeded fake validates.
-SEED_TRIGGER_TYPES: Final = (
-    "calendar.created",
-    "calendar.updated",
-    "calendar.deleted",
-    "event.created",
-    "event.updated",
-    "event.deleted",
-    "grant.created",
-    "grant.updated",
-    "grant.deleted",
-    "grant.expired",
-    "message.send_success",
-    "message.send_failed",
-    "message.bounce_detected",
-    "message.created",
-    "message.updated",
-    "contact.updated",
-    "contact.deleted",
-    "folder.created",
-    "folder.updated",
-    "folder.deleted",
-    "message.opened",
-    "message.link_clicked",
-    "thread.replied",
-)
+# The trigger types the published schema of the get reply allows, which
+# are those `TriggerType` names; seeding sticks to them so that every
+# reply of a seeded fake validates.
+SEED_TRIGGER_TYPES: Final = tuple(t.value for t in TriggerType)
 SEED_STATUSES: Final = ("active", "pause", "failing", "failed")
 # The trigger types the published schemas of mock-payload and
 # send-test-event accept.
