@@ -401,13 +401,14 @@ class JournalWriter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
                 await self._flush(batch)
-            elif self._closing:
+                continue
+            if self._closing:
                 return
+            self._wake.clear()
+            await self._wake.wait()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """

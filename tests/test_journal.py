@@ -311,6 +311,18 @@ class TestJournalWriter:
 
         assert list(read_journal(path)) == ["b"]
 
+    async def test_close_writes_what_is_queued(self, tmp_path: Path) -> None:
+        """Closing right after a submit writes the record and returns."""
+        path = tmp_path / "j.jsonl"
+        writer = JournalWriter(open_journal(path), str(path))
+        future = writer.submit(_record("a", "started"))
+
+        async with asyncio.timeout(5):
+            await writer.aclose()
+
+        assert future.done()
+        assert list(read_journal(path)) == ["a"]
+
     async def test_closed_writer_refuses(self, tmp_path: Path) -> None:
         """A closed writer refuses new records instead of losing them."""
         path = tmp_path / "j.jsonl"
