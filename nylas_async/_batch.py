@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import logging
 import math
 import os
@@ -566,10 +567,10 @@ class _Run:
         self._finished_at: float | None = None
         self._source: Iterator[str] | AsyncIterator[str] | None = None
         self._take_lock = asyncio.Lock()
-        # Holding every id seen keeps duplicates out at a cost of about
-        # 100 bytes per id: 10 MB for 100,000, far less than the
-        # outcomes themselves, which are never kept.
-        self.seen: set[str] = set()
+        # Holding a digest of every id seen keeps duplicates out at a
+        # cost of about 40 bytes per id, far less than the outcomes
+        # themselves, which are never kept.
+        self.seen = _Digests()
         self._settled: dict[str, str] = {}
         self._writer: JournalWriter | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -852,17 +853,15 @@ class _Run:
             webhook_id = check_webhook_id(raw)
         except NylasError as exc:
             text = raw if isinstance(raw, str) else repr(raw)
-            if text in self.seen:
+            if not self.seen.add(text):
                 self._duplicates += 1
                 return None
-            self.seen.add(text)
             self._count_canary()
             return _Malformed(text, exc)
 
-        if webhook_id in self.seen:
+        if not self.seen.add(webhook_id):
             self._duplicates += 1
             return None
-        self.seen.add(webhook_id)
         if webhook_id not in self._settled:
             self._count_canary()
 
@@ -1145,6 +1144,73 @@ async def _write_through(
     future.result()
 
     return cancelled
+
+
+_EMPTY: Final = bytes(16)
+
+
+class _Digests:
+    """
+    The set of texts a batch has seen, kept as 16-byte BLAKE2b digests
+    in one open-addressed table rather than as a Python object each:
+    about 40 bytes a text instead of 120.
+
+    Two distinct texts share a digest with a chance of about 1e-29 at
+    100,000 texts (and a text whose digest is all zeros, the mark of a
+    free slot, is as unlikely), so it is exact in practice.
+    """
+
+    __slots__ = ("_mask", "_table", "_used")
+
+    def __init__(self) -> None:
+        self._mask = 1023
+        self._table = bytearray(16 * (self._mask + 1))
+        self._used = 0
+
+    def __len__(self) -> int:
+        return self._used
+
+    def __sizeof__(self) -> int:
+        return object.__sizeof__(self) + self._table.__sizeof__()
+
+    def add(self, text: str) -> bool:
+        """Add *text*; return whether it was not there yet."""
+        data = text.encode("utf-8", "surrogatepass")
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        if not self._place(digest):
+            return False
+        self._used += 1
+        if self._used * 3 > self._mask * 2:
+            self._grow()
+
+        return True
+
+    def _place(self, digest: bytes) -> bool:
+        """Store *digest* unless it is there; return whether it was not."""
+        table, mask = self._table, self._mask
+        slot = hash(digest) & mask
+        while True:
+            start = slot * 16
+            held = table[start : start + 16]
+            if held == digest:
+                return False
+            if held == _EMPTY:
+                table[start : start + 16] = digest
+                return True
+            slot = (slot + 1) & mask
+
+    def _grow(self) -> None:
+        old = self._table
+        mask = self._mask = self._mask * 2 + 1
+        table = self._table = bytearray(16 * (mask + 1))
+        for start in range(0, len(old), 16):
+            digest = bytes(old[start : start + 16])
+            if digest == _EMPTY:
+                continue
+            slot = hash(digest) & mask
+            while table[slot * 16 : slot * 16 + 16] != _EMPTY:
+                slot = (slot + 1) & mask
+            table[slot * 16 : slot * 16 + 16] = digest
 
 
 def _settled_ids(name: str) -> dict[str, str]:
