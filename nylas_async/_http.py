@@ -512,7 +512,8 @@ class Transport:
         ):
             await self._gate(call, policy)
 
-        remaining = policy.deadline - (time.monotonic() - call.started)
+        start = time.monotonic()
+        remaining = policy.deadline - (start - call.started)
         if remaining <= 0:
             raise _mark(
                 NylasTimeoutError(
@@ -531,14 +532,15 @@ class Transport:
                 total=remaining, sock_connect=self.timeouts.connect
             )
 
-        headers = dict(self._headers)
-        headers["X-Request-ID"] = call.client_request_id
-        headers["X-Request-Attempt"] = str(number)
+        headers = {
+            **self._headers,
+            "X-Request-ID": call.client_request_id,
+            "X-Request-Attempt": str(number),
+        }
         if call.body is not None:
             headers["Content-Type"] = "application/json"
 
         session = self._get_session()
-        start = time.monotonic()
         try:
             async with session.request(
                 call.method,
@@ -565,10 +567,15 @@ class Transport:
             ) from exc
         elapsed = time.monotonic() - start
 
-        nylas_id = self._scrub_id(
-            resp_headers.get("x-request-id") or resp_headers.get("request-id")
+        key = self._key
+        nylas_id = resp_headers.get("x-request-id") or resp_headers.get(
+            "request-id"
         )
-        fastly_id = self._scrub_id(resp_headers.get("x-fastly-id"))
+        if nylas_id is not None and key in nylas_id:
+            nylas_id = self._scrub_id(nylas_id)
+        fastly_id = resp_headers.get("x-fastly-id")
+        if fastly_id is not None and key in fastly_id:
+            fastly_id = self._scrub_id(fastly_id)
         call.attempts.append(
             Attempt(
                 number=number,
