@@ -97,36 +97,32 @@ def decode(reply: Reply, cls: type[T]) -> Response[T]:
         except ModelError as exc:
             problems = exc.problems
         else:
-            return Response(
-                data=data,
-                request_id=reply.request_id,
-                client_request_id=reply.client_request_id,
-                fastly_id=reply.fastly_id,
-                attempts=reply.attempts,
-            )
+            return _respond(reply, data)
 
     raise DecodeError(
         f"the reply does not fit {cls.__name__}",
         problems=problems,
-        method=reply.method,
-        path=reply.path,
-        client_request_id=reply.client_request_id,
-        attempts=reply.attempts,
-        nylas_request_id=reply.request_id,
-        fastly_id=reply.fastly_id,
+        **_call_ids(reply),
     )
+
+
+def _call_ids(reply: Reply) -> dict[str, Any]:
+    """What identifies the call of *reply*, as an error's arguments."""
+    return {
+        "method": reply.method,
+        "path": reply.path,
+        "client_request_id": reply.client_request_id,
+        "attempts": reply.attempts,
+        "nylas_request_id": reply.request_id,
+        "fastly_id": reply.fastly_id,
+    }
 
 
 def _reply_error(reply: Reply, problem: str, field: str) -> DecodeError:
     return DecodeError(
         f"the reply's {field} is unusable",
         problems=[(field, problem)],
-        method=reply.method,
-        path=reply.path,
-        client_request_id=reply.client_request_id,
-        attempts=reply.attempts,
-        nylas_request_id=reply.request_id,
-        fastly_id=reply.fastly_id,
+        **_call_ids(reply),
     )
 
 
@@ -352,12 +348,7 @@ class Webhooks:
                 "does not hold a usable secret; list the destinations "
                 "before creating again",
                 webhook_id=None,
-                method=reply.method,
-                path=reply.path,
-                client_request_id=reply.client_request_id,
-                attempts=reply.attempts,
-                nylas_request_id=reply.request_id,
-                fastly_id=reply.fastly_id,
+                **_call_ids(reply),
             ) from exc
 
     async def find(
