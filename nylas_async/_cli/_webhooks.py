@@ -464,7 +464,7 @@ def create_command(
         as_json=as_json,
     )
     if not (show_secret and as_json):
-        _print_created(created, as_json=as_json)
+        _print_destination(created, as_json=as_json)
     if not (show_secret or secret_out):
         click.echo(
             "The new signing secret was not shown (--show-secret or "
@@ -581,13 +581,6 @@ def _os(error: OSError) -> str:
     message = error.strerror or str(error)
 
     return f"{message} ({name})" if name else message
-
-
-def _print_created(created: WebhookWithSecret, *, as_json: bool) -> None:
-    if as_json:
-        _echo_json(_destination_json(created))
-    else:
-        _print_destination(created, as_json=False)
 
 
 @webhooks.command("update", epilog=_EPILOG)
