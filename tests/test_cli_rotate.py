@@ -152,6 +152,26 @@ class TestRotateCommand:
         [line] = _lines(out.read_text())
         assert line["webhook_secret"] == served.fake.secret_of(wid)
 
+    def test_settings_repr_hides_the_api_key(self) -> None:
+        """The checked options never show the API key in their repr."""
+        settings = _rotate._Settings(
+            ids=("wh_1",),
+            ids_file=None,
+            all_webhooks=False,
+            journal=None,
+            resume=False,
+            concurrency=1,
+            rate=None,
+            canary=0,
+            grace=0.0,
+            api_key="settings-repr-key",
+            api_uri=None,
+            with_secrets=True,
+            fsync=False,
+        )
+
+        assert "settings-repr-key" not in repr(settings)
+
     def test_some_failed(self, served: Served) -> None:
         """An id that does not exist fails, and the exit status is 3."""
         wid = served.fake.add_webhook()

@@ -231,7 +231,7 @@ class _Settings:
     rate: float | None
     canary: int
     grace: float
-    api_key: str | None
+    api_key: str | None = attrs.field(repr=False)
     api_uri: str | None
     with_secrets: bool
     fsync: bool
