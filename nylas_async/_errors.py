@@ -291,8 +291,13 @@ def excerpt(text: str) -> str:
     the value of any ``webhook_secret`` key is blanked out, finished or
     not.
     """
-    text = _SECRET_VALUE.sub(r'\1"[hidden]"', " ".join(text.split()))
+    text = hide_secrets(" ".join(text.split()))
     if len(text) <= _EXCERPT_LIMIT:
         return text
 
     return text[:_EXCERPT_LIMIT] + "…"
+
+
+def hide_secrets(text: str) -> str:
+    """*text* with the value of any ``webhook_secret`` key blanked out."""
+    return _SECRET_VALUE.sub(r'\1"[hidden]"', text)

@@ -44,6 +44,7 @@ from ._errors import (
     ServerError,
     UsageError,
     excerpt,
+    hide_secrets,
 )
 
 log: Final = logging.getLogger("nylas_async.http")
@@ -397,6 +398,15 @@ class Transport:
         """The start of *text*, without secrets or the API key."""
         return excerpt(text.replace(self._key, "[api key]"))
 
+    def _holds_secret(self, text: str) -> bool:
+        """
+        Whether *text* holds the API key or a webhook secret, in which
+        case the aiohttp exception it came from is not chained: the
+        check runs on the whole text, since an excerpt may cut off the
+        very part that was blanked out.
+        """
+        return self._key in text or hide_secrets(text) != text
+
     def _final(self, call: Call, exc: NylasError) -> NylasError:
         attempts = tuple(call.attempts)
         if isinstance(exc, CallError):
@@ -558,7 +568,7 @@ class Transport:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             elapsed = time.monotonic() - start
             error = self._transport_error(call, exc, number, elapsed)
-            if _hides_secret(error):
+            if self._holds_secret(str(exc)):
                 raise error from None
             raise error from exc
         except (ValueError, RuntimeError) as exc:
@@ -814,16 +824,6 @@ async def _read(resp: aiohttp.ClientResponse) -> bytes | None:
         chunks.append(chunk)
 
     return b"".join(chunks)
-
-
-def _hides_secret(error: NylasError) -> bool:
-    """
-    Whether *error*'s text had a secret blanked out, in which case the
-    aiohttp exception it came from, which still holds it, is dropped.
-    """
-    text = str(error.args[0]) if error.args else ""
-
-    return "[hidden]" in text or "[api key]" in text
 
 
 def _exception(state: tenacity.RetryCallState) -> BaseException:

@@ -14,6 +14,7 @@ from nylas_async import (
     DecodeError,
     NotFoundError,
     NylasApiError,
+    NylasConnectionError,
     RateLimitedError,
     RetryPolicy,
     SecretStateUnknownError,
@@ -179,6 +180,24 @@ class TestHostileBodies:
 
         assert KEY not in str(info.value)
         assert KEY not in repr(vars(info.value))
+
+    async def test_key_deep_in_aiohttp_error_not_chained(
+        self, stub: Stub
+    ) -> None:
+        """An aiohttp error naming the key past the excerpt is dropped."""
+
+        async def fail(*_: object) -> None:
+            raise aiohttp.ClientConnectionError("x" * 300 + KEY)
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(fail)
+        session = aiohttp.ClientSession(trace_configs=[trace])
+        async with session, client_for(stub, session=session) as c:
+            with pytest.raises(NylasConnectionError) as info:
+                await c.webhooks.find(WID, retry=RetryPolicy.no_retries())
+
+        assert info.value.__cause__ is None
+        assert info.value.__suppress_context__
 
     async def test_huge_retry_after_date(self, stub: Stub) -> None:
         """A Retry-After date past any calendar is ignored, not a crash."""
