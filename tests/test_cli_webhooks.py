@@ -498,6 +498,21 @@ class TestCreate:
         assert "readable by others" in result.stderr
         assert fake.requests == []
 
+    def test_secret_out_unopenable(
+        self, served: Served, fake: FakeNylas, tmp_path: Path
+    ) -> None:
+        """A secret file that cannot be opened is named with the reason,
+        before creating."""
+        path = str(tmp_path / "missing" / "secrets.jsonl")
+
+        result = run(served, *create_args(served, "--secret-out", path))
+
+        assert result.exit_code == 1
+        assert result.stderr == (
+            f"Error: cannot open {path}: No such file or directory (ENOENT)\n"
+        )
+        assert fake.requests == []
+
     def test_failed_challenge(self, served: Served, fake: FakeNylas) -> None:
         """A URL that fails the challenge is Nylas's 70005, exit 1."""
         result = run(

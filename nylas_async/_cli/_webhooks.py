@@ -438,7 +438,7 @@ def create_command(
             sink = open_private(secret_out)
         except OSError as exc:
             raise click.ClickException(
-                f"{exc.strerror}: {secret_out}"
+                f"cannot open {secret_out}: {_os(exc)}"
             ) from None
     try:
         response = _call(
