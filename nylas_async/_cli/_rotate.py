@@ -44,6 +44,7 @@ from .._batch import (
     RotationBatch,
     RotationOutcome,
     _settled_ids,
+    _some,
 )
 from .._client import Client
 from .._config import DEFAULT_RATE_LIMIT
@@ -333,17 +334,18 @@ class _Lines:
             f"{self.failure()}; the batch was stopped.", markup=False
         )
         ids = [o.webhook_id for o in self.unwritten]
+        shown = _some(ids, _LISTED)
         if settings.journal is not None:
             console.print(
-                f"The lines of {len(ids)} ids were not written "
-                f"({_some(ids)}); every outcome, with its new secret, is "
-                f"in the journal {settings.journal}.",
+                f"The lines of {len(ids)} ids were not written ({shown}); "
+                "every outcome, with its new secret, is in the journal "
+                f"{settings.journal}.",
                 markup=False,
             )
             return []
 
         console.print(
-            f"The lines of {len(ids)} ids were not written: {_some(ids)}.",
+            f"The lines of {len(ids)} ids were not written: {shown}.",
             markup=False,
         )
 
@@ -795,14 +797,6 @@ def _table(summary: BatchSummary) -> Table:
     return table
 
 
-def _some(ids: list[str], shown: int = _LISTED) -> str:
-    text = ", ".join(ids[:shown])
-    if len(ids) > shown:
-        text += f" and {len(ids) - shown} more"
-
-    return text
-
-
 class _Report:
     """
     The first failed and unknown ids, to name them at the end, and
@@ -836,7 +830,7 @@ class _Report:
             console.print(f"… and {summary.failed - len(self.failed)} more")
         unknown = summary.unknown - len(self.unsaved)
         if unknown:
-            shown = _some(self.unknown, len(self.unknown))
+            shown = ", ".join(self.unknown)
             more = unknown - len(self.unknown)
             if more:
                 shown += f" and {more} more"
