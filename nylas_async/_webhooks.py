@@ -413,9 +413,7 @@ class Webhooks:
 
         # rotate_again governs every call that may act unseen: a delete
         # is safe to repeat, so it always tries again.
-        policy = attrs.evolve(
-            retry or self._transport.retry, rotate_again=True
-        )
+        policy = attrs.evolve(self._transport.policy(retry), rotate_again=True)
         try:
             reply = await self._transport.request(
                 "DELETE", path, on_ambiguous=note_loss, retry=policy

@@ -621,6 +621,15 @@ class TestDestroy:
 
         assert len(fake.requests) == 1
 
+    async def test_bad_policy(
+        self, client: Client, fake: FakeNylas, wid: str
+    ) -> None:
+        """A retry that is no RetryPolicy is UsageError, not a delete."""
+        with pytest.raises(UsageError):
+            await client.webhooks.destroy(wid, retry="often")  # type: ignore[arg-type]
+
+        assert fake.webhook_ids == [wid]
+
     async def test_lost_reply_then_gone(
         self, client: Client, fake: FakeNylas, wid: str
     ) -> None:
