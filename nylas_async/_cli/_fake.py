@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .._journal import describe_os_error
 from ..testing._fake import is_token
 
 
@@ -43,7 +44,7 @@ def _say(line: str) -> None:
         click.echo(line)
     except OSError as exc:
         raise click.ClickException(
-            f"cannot write to standard output: {exc.strerror or exc}"
+            f"cannot write to standard output: {describe_os_error(exc)}"
         ) from None
 
 
@@ -144,5 +145,5 @@ def fake_server(
         )
     except OSError as exc:
         raise click.ClickException(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            f"cannot listen on {host}:{port}: {describe_os_error(exc)}"
         ) from None
