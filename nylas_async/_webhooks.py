@@ -232,14 +232,12 @@ def _usable(secret: str) -> bool:
     return True
 
 
-def _secret_unknown(webhook_id: str) -> SecretStateUnknownError:
+def _secret_unknown(webhook_id: str, **ids: Any) -> SecretStateUnknownError:
     return SecretStateUnknownError(
         f"the secret of webhook {webhook_id} may have changed without "
         "the new one reaching us; rotate it again to get a known secret",
         webhook_id=webhook_id,
-        method="POST",
-        path=_rotate_path(webhook_id),
-        client_request_id="",
+        **ids,
     )
 
 
@@ -281,10 +279,13 @@ class Webhooks:
         path = _rotate_path(check_webhook_id(webhook_id))
 
         def unknown(exc: NylasError, call: Call) -> NylasError:
-            error = _secret_unknown(webhook_id)
-            error.client_request_id = call.client_request_id
-            error.attempts = tuple(call.attempts)
-            return error
+            return _secret_unknown(
+                webhook_id,
+                method=call.method,
+                path=call.path,
+                client_request_id=call.client_request_id,
+                attempts=call.attempts,
+            )
 
         reply = await self._transport.request(
             "POST", path, on_ambiguous=unknown, retry=retry
@@ -292,11 +293,7 @@ class Webhooks:
         try:
             return _with_secret(reply, webhook_id)
         except DecodeError as exc:
-            error = _secret_unknown(webhook_id)
-            error.client_request_id = reply.client_request_id
-            error.attempts = reply.attempts
-            error.nylas_request_id = reply.request_id
-            raise error from exc
+            raise _secret_unknown(webhook_id, **_call_ids(reply)) from exc
 
     async def create(
         self,
