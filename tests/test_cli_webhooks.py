@@ -397,16 +397,7 @@ class TestCreate:
         """--show-secret prints the new secret."""
         flags = ["--json"] if as_json else []
 
-        result = run(
-            served,
-            "create",
-            "--url",
-            served.hook,
-            "--trigger",
-            "message.created",
-            "--show-secret",
-            *flags,
-        )
+        result = run(served, *create_args(served, "--show-secret", *flags))
 
         [wid] = fake.webhook_ids
         assert fake.secret_of(wid) in result.stdout
@@ -431,17 +422,15 @@ class TestCreate:
         """--json alone leaves the secret out."""
         result = run(
             served,
-            "create",
-            "--url",
-            served.hook,
-            "--trigger",
-            "message.created",
-            "--description",
-            "json",
-            "--notify",
-            "ops@example.com",
-            "--compressed",
-            "--json",
+            *create_args(
+                served,
+                "--description",
+                "json",
+                "--notify",
+                "ops@example.com",
+                "--compressed",
+                "--json",
+            ),
         )
 
         data = json.loads(result.stdout)
@@ -455,16 +444,7 @@ class TestCreate:
         """--secret-out appends the id and secret to a 0600 file."""
         path = tmp_path / "secrets.jsonl"
 
-        result = run(
-            served,
-            "create",
-            "--url",
-            served.hook,
-            "--trigger",
-            "message.created",
-            "--secret-out",
-            str(path),
-        )
+        result = run(served, *create_args(served, "--secret-out", str(path)))
 
         [wid] = fake.webhook_ids
         assert result.exit_code == 0
@@ -483,16 +463,7 @@ class TestCreate:
         path.write_text("")
         os.chmod(path, 0o644)
 
-        result = run(
-            served,
-            "create",
-            "--url",
-            served.hook,
-            "--trigger",
-            "message.created",
-            "--secret-out",
-            str(path),
-        )
+        result = run(served, *create_args(served, "--secret-out", str(path)))
 
         assert result.exit_code == 1
         assert "readable by others" in result.stderr
