@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import click
+from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +39,12 @@ def api_options(f: F) -> F:
     )(f)
 
     return f
+
+
+def stderr_console() -> Console:
+    """The console the commands talk to people on: stderr, as plain text."""
+    # Ids and error texts come from users and servers: no emoji codes.
+    return Console(stderr=True, highlight=False, emoji=False)
 
 
 def open_private(path: str) -> Any:

@@ -33,6 +33,7 @@ from .._client import Client
 from .._config import RetryPolicy, Timeouts
 from .._errors import NylasError
 from .._models import CreateWebhookRequest
+from ._common import stderr_console
 
 #: Every default fault, plus replies slower than the demo's timeout and
 #: garbled bodies, so each retry path shows up in the summary.
@@ -100,7 +101,7 @@ def demo(
     """
     if seed is None:
         seed = secrets.randbelow(1_000_000)
-    console = Console(stderr=True)
+    console = stderr_console()
     retry_log = logging.getLogger("nylas_async.retry")
     level = retry_log.level
     if ctx.find_root().params.get("verbose", 0) == 0:

@@ -51,7 +51,7 @@ from .._config import DEFAULT_RATE_LIMIT
 from .._errors import NylasError, UsageError
 from .._journal import JournalError, describe_os_error
 from .._webhooks import check_webhook_id
-from ._common import api_options, open_private
+from ._common import api_options, open_private, stderr_console
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -520,7 +520,7 @@ async def _dry_run(settings: _Settings, lines: _Lines) -> int:
                 f"{lines.failure()}; nothing was rotated"
             )
 
-    _stderr().print(
+    stderr_console().print(
         f"Dry run: {actions['rotate']} to rotate, {actions['skip']} "
         f"already rotated, {actions['fail']} would fail; nothing was "
         "rotated."
@@ -530,7 +530,7 @@ async def _dry_run(settings: _Settings, lines: _Lines) -> int:
 
 
 async def _rotate(settings: _Settings, lines: _Lines) -> int:
-    console = _stderr()
+    console = stderr_console()
     report = _Report()
     stopped_by: click.ClickException | None = None
     async with _client(settings) as client:
@@ -767,11 +767,6 @@ def _logs_above(progress: Progress) -> Iterator[None]:
     finally:
         for handler, stream in moved:
             handler.setStream(stream)
-
-
-def _stderr() -> Console:
-    # Ids and error texts come from users and servers: no emoji codes.
-    return Console(stderr=True, highlight=False, emoji=False)
 
 
 def _table(summary: BatchSummary) -> Table:
