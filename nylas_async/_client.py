@@ -52,8 +52,7 @@ def _resolve_key(api_key: str | None) -> str:
 
 def _is_token(key: str) -> bool:
     return (
-        bool(key)
-        and key.isascii()
+        key.isascii()
         and key.isprintable()
         and not any(c.isspace() for c in key)
     )
@@ -197,10 +196,8 @@ class Client:
         await self._transport.aclose()
 
     async def __aenter__(self) -> Client:
-        if self.closed:
-            from ._errors import ClientClosedError
+        self._transport.check_open()
 
-            raise ClientClosedError("this client is closed")
         return self
 
     async def __aexit__(

@@ -280,11 +280,15 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def check_open(self) -> None:
+        """Raise `ClientClosedError` if `aclose` was called."""
         if self._closed:
             raise ClientClosedError(
                 "this client is closed; create a new Client to go on"
             )
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        self.check_open()
         if self._session is None:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit),

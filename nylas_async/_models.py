@@ -192,11 +192,14 @@ def _not_empty(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise UsageError(f"{attribute.name} must not be empty")
 
 
-def _http_url(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+def check_http_url(value: object) -> str:
+    """Return *value* if it is an http(s) URL; raise `UsageError` if not."""
     if not isinstance(value, str) or not value.startswith(
         ("https://", "http://")
     ):
-        raise UsageError(f"{attribute.name} must be an http(s) URL")
+        raise UsageError("webhook_url must be an http(s) URL")
+
+    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -213,7 +216,7 @@ class CreateWebhookRequest:
     trigger_types: tuple[str, ...] = attrs.field(
         converter=_string_tuple, validator=_not_empty
     )
-    webhook_url: str = attrs.field(validator=_http_url)
+    webhook_url: str = attrs.field(converter=check_http_url)
     description: str | None = None
     notification_email_addresses: tuple[str, ...] | None = attrs.field(
         default=None, converter=_optional_string_tuple
@@ -263,12 +266,8 @@ def _update_trigger_types(value: Any) -> tuple[str, ...] | _Unset:
 def _update_url(value: Any) -> str | _Unset:
     if isinstance(value, _Unset):
         return value
-    if not isinstance(value, str) or not value.startswith(
-        ("https://", "http://")
-    ):
-        raise UsageError("webhook_url must be an http(s) URL")
 
-    return value
+    return check_http_url(value)
 
 
 def _update_description(value: Any) -> str | _Unset | None:

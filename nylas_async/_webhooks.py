@@ -30,6 +30,7 @@ from ._models import (
     WebhookIpAddresses,
     WebhookPage,
     WebhookWithSecret,
+    check_http_url,
     structure,
     unstructure,
     update_body,
@@ -174,15 +175,6 @@ def _check_trigger_type(trigger_type: object) -> str:
         raise UsageError("trigger_type must be a non-empty string")
 
     return str(trigger_type)
-
-
-def _check_url(webhook_url: object) -> str:
-    if not isinstance(webhook_url, str) or not webhook_url.startswith(
-        ("https://", "http://")
-    ):
-        raise UsageError("webhook_url must be an http(s) URL")
-
-    return webhook_url
 
 
 def _check_count(name: str, value: object) -> int | None:
@@ -462,7 +454,7 @@ class Webhooks:
         """
         body = {
             "trigger_type": _check_trigger_type(trigger_type),
-            "webhook_url": _check_url(webhook_url),
+            "webhook_url": check_http_url(webhook_url),
         }
         reply = await self._transport.request(
             "POST",
@@ -672,12 +664,8 @@ class Webhooks:
                 the batch is stopped or cancelled (5).
         """
         from ._batch import RotationBatch
-        from ._errors import ClientClosedError
 
-        if self._transport.closed:
-            raise ClientClosedError(
-                "this client is closed; create a new Client to go on"
-            )
+        self._transport.check_open()
         return RotationBatch(
             self,
             ids,
