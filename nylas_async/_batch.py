@@ -1167,9 +1167,6 @@ class _Digests:
         self._table = bytearray(16 * (self._mask + 1))
         self._used = 0
 
-    def __len__(self) -> int:
-        return self._used
-
     def __sizeof__(self) -> int:
         return object.__sizeof__(self) + self._table.__sizeof__()
 
