@@ -323,10 +323,10 @@ class _Pace:
 class _Hooks:
     """The batch's `AttemptHooks`: its pace and retry budget."""
 
-    def __init__(self, pace: _Pace, budget: RetryBudget | None) -> None:
+    def __init__(self, pace: _Pace, budget: RetryBudget) -> None:
         self.pace = pace
         self.budget = budget
-        self.tokens = budget.reserve if budget is not None else 0.0
+        self.tokens = budget.reserve
         self.retries = 0
         self.denied = 0
 
@@ -340,19 +340,18 @@ class _Hooks:
             # the batch slow long after.
             if error.retry_after is None:
                 self.pace.slow_down()
-        elif self.budget is not None:
-            if self.tokens < 1:
-                self.denied += 1
-                return False
+        elif self.tokens < 1:
+            self.denied += 1
+            return False
+        else:
             self.tokens -= 1
         self.retries += 1
 
         return True
 
     def succeeded(self) -> None:
-        if self.budget is not None:
-            earned = self.tokens + self.budget.ratio
-            self.tokens = min(self.budget.reserve, earned)
+        earned = self.tokens + self.budget.ratio
+        self.tokens = min(self.budget.reserve, earned)
 
 
 class _Malformed:
