@@ -635,12 +635,12 @@ async def _follow(
         task = progress.add_task(
             "rotating", total=total, retries=0, failed=0, unknown=0
         )
+        stream = sys.stdout if on_screen else None
         async for outcome in batch:
             report.add(outcome)
             line = _line(outcome, settings)
             # Without a journal, the --out file is the secret's only home.
             fsync = settings.fsync and "webhook_secret" in line
-            stream = sys.stdout if on_screen else None
             if not lines.write(line, fsync=fsync, stream=stream):
                 if not lines.unwritten:
                     # Without a journal, what is rotated from now on has
