@@ -29,6 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .._batch import Outcome
 from .._client import Client
 from .._config import RetryPolicy, Timeouts
 from .._errors import NylasError
@@ -269,7 +270,7 @@ async def _rotate(
                     retries.update(outcome.retry_reasons)
                     if outcome.webhook_secret is not None:
                         received[outcome.webhook_id] = outcome.webhook_secret
-                    elif outcome.outcome == "unknown":
+                    elif outcome.outcome == Outcome.UNKNOWN:
                         unknown.append(outcome.webhook_id)
                     else:
                         failed += 1
