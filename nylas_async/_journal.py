@@ -347,7 +347,6 @@ class JournalWriter:
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._closing = False
-        self._closed = False
         self._failure: str | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -385,9 +384,9 @@ class JournalWriter:
 
     async def aclose(self) -> None:
         """Write what is queued, then close the file; idempotent."""
-        if self._closed:
+        if self._closing:
             return
-        self._closed = self._closing = True
+        self._closing = True
         self._wake.set()
         task = self._task
         if task is None or task.done():
