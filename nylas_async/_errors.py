@@ -39,8 +39,12 @@ from typing import Any, Final
 import attrs
 
 _EXCERPT_LIMIT: Final = 200
-_SECRET_VALUE: Final = re.compile(
-    r'("webhook(?:_|\\u005[fF])secret"\s*:\s*)(?:"(?:[^"\\]|\\.)*"?|[^,}\s]*)'
+#: The key ``webhook_secret`` as JSON may spell it, any letter escaped.
+_SECRET_KEY: Final = re.compile(
+    "".join(
+        f"(?:{re.escape(c)}|\\\\u00{ord(c):02x})" for c in "webhook_secret"
+    ),
+    re.IGNORECASE,
 )
 
 
@@ -299,5 +303,14 @@ def excerpt(text: str) -> str:
 
 
 def hide_secrets(text: str) -> str:
-    """*text* with the value of any ``webhook_secret`` key blanked out."""
-    return _SECRET_VALUE.sub(r'\1"[hidden]"', text)
+    """
+    *text* cut at the first ``webhook_secret`` key, however escaped.
+
+    Whatever follows the key may be its value, whole or damaged, as a
+    string, a list or an object; only what comes before it is kept.
+    """
+    found = _SECRET_KEY.search(text)
+    if found is None:
+        return text
+
+    return text[: found.start()] + 'webhook_secret": "[hidden]" …'

@@ -199,6 +199,38 @@ class TestHostileBodies:
         assert info.value.__cause__ is None
         assert info.value.__suppress_context__
 
+    @pytest.mark.parametrize(
+        "value",
+        [
+            pytest.param('{"v": "SECRET-IN-OBJECT"}', id="object"),
+            pytest.param('["a", "SECRET-IN-LIST"]', id="list"),
+            pytest.param('"SECRET-PLAIN"', id="string"),
+        ],
+    )
+    @pytest.mark.parametrize(
+        "key",
+        [
+            pytest.param("webhook_secret", id="plain-key"),
+            pytest.param("\\u0077ebhook_secret", id="escaped-key"),
+        ],
+    )
+    async def test_secret_in_error_body_hidden(
+        self, stub: Stub, key: str, value: str
+    ) -> None:
+        """A secret in a non-Nylas error body never reaches error text."""
+        body = '{"data": {"id": "wh1", "' + key + '": ' + value + "}}"
+
+        async def handler(_: web.Request) -> web.Response:
+            return web.Response(status=502, text=body)
+
+        stub.handler = handler
+        async with client_for(stub) as c:
+            with pytest.raises(NylasApiError) as info:
+                await c.webhooks.find(WID, retry=RetryPolicy.no_retries())
+
+        assert "SECRET" not in str(info.value)
+        assert "SECRET" not in (info.value.body_excerpt or "")
+
     async def test_huge_retry_after_date(self, stub: Stub) -> None:
         """A Retry-After date past any calendar is ignored, not a crash."""
 
