@@ -289,7 +289,11 @@ class WebhookReceiver:
         length = request.content_length
         body = None
         if length is None or length <= self._max_body_size:
-            body = await _read_at_most(request, self._max_body_size)
+            try:
+                body = await _read_at_most(request, self._max_body_size)
+            except web.RequestPayloadError:
+                # aiohttp inflating a body that claims gzip and is not.
+                return _plain(400, "the body cannot be decoded")
         if body is None:
             _log.info("refused a delivery over %d bytes", self._max_body_size)
             return _plain(413, "body too large")

@@ -403,6 +403,22 @@ class TestWebhookReceiver:
         ]
         assert len(warnings) == 1
 
+    async def test_bogus_gzip_inflated_by_the_server(
+        self, recorder: Recorder
+    ) -> None:
+        """A body that claims gzip and is not, on an inflating server,
+        is a 400, not a 500 with a traceback."""
+        receiver = make_receiver(recorder)
+        body = b"this is not gzip"
+
+        async with serving(receiver, auto_decompress=True) as client:
+            status = await post(
+                client, body, sign(body), **{"Content-Encoding": "gzip"}
+            )
+
+        assert status == 400
+        assert recorder.seen == []
+
     @pytest.mark.parametrize(
         "packed",
         [
